@@ -1,0 +1,239 @@
+"""run_turn: one chat request as one OpenCode turn, told as a stream of TurnEvents.
+
+This is the only way to get an answer out of OpenCode. It sends the prompt to a session of the
+gateway's workspace, follows that session on the shared event stream, and yields our own small
+event types; OpenCode's wire format does not leave this module. Whatever ends the iteration
+(finish, error, timeout, or the consumer going away) the turn is aborted if still running and the
+session is handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendError, BackendTimeout, GatewayError, UpstreamFailed
+from .catalog import ModelRef
+from .events import RECONNECTED
+from .workspace import AGENT
+
+if TYPE_CHECKING:
+    from .service import OpenCodeBackend
+
+__all__ = [
+    "ReasoningDelta",
+    "TextDelta",
+    "TurnEvent",
+    "TurnFinished",
+    "TurnPlan",
+    "Usage",
+    "run_turn",
+]
+
+log = logging.getLogger("opencode_openai.turn")
+
+PLUGIN_KEY = "opencode-openai"
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """What to ask: the model, the exact system texts, messages and sampling settings.
+
+    `messages` are in the plugin's format: `{"role": "user"|"assistant", "parts": [...]}` with
+    OpenCode part objects (`{"type": "text", "text": ...}`).
+    """
+
+    model: ModelRef
+    system: list[str]
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    #: OpenAI's finish_reason: stop, length, content_filter (tool_calls once client tools land).
+    finish_reason: str
+    usage: Usage
+
+
+TurnEvent = TextDelta | ReasoningDelta | TurnFinished
+
+_FINISH = {"stop": "stop", "length": "length", "content-filter": "content_filter"}
+
+
+def _usage(tokens: dict[str, Any] | None) -> Usage:
+    tokens = tokens or {}
+    cache = tokens.get("cache") or {}
+    cached = int(cache.get("read") or 0)
+    # OpenCode counts cached input apart from `input`; OpenAI's prompt_tokens includes it.
+    prompt = int(tokens.get("input") or 0) + cached + int(cache.get("write") or 0)
+    reasoning = int(tokens.get("reasoning") or 0)
+    completion = int(tokens.get("output") or 0) + reasoning
+    return Usage(prompt, completion, cached, reasoning)
+
+
+def _error_from(error: dict[str, Any] | None) -> GatewayError:
+    """OpenCode's `session.error` / `info.error` as one of our errors."""
+    error = error or {}
+    data = error.get("data") or {}
+    message = str(data.get("message") or error.get("name") or "the model call failed")
+    if error.get("name") == "MessageAbortedError":
+        return BackendError("the OpenCode turn was aborted")
+    status = data.get("statusCode")
+    return UpstreamFailed(message, upstream_status=int(status) if status else None)
+
+
+class _Turn:
+    """Folds one session's OpenCode events into TurnEvents."""
+
+    def __init__(self) -> None:
+        self.assistant_ids: set[str] = set()
+        self.part_kinds: dict[str, str] = {}
+        self.sent: dict[str, int] = {}
+        self.finish: str | None = None
+        self.tokens: dict[str, Any] | None = None
+        self.asked_for_tools = False
+
+    def _text(self, part_id: str, text: str, *, whole: bool) -> list[TurnEvent]:
+        kind = self.part_kinds.get(part_id)
+        if kind not in ("text", "reasoning") or not text:
+            return []
+        if whole:  # a full snapshot: send only what the deltas have not sent yet
+            done = self.sent.get(part_id, 0)
+            text = text[done:]
+            if not text:
+                return []
+        self.sent[part_id] = self.sent.get(part_id, 0) + len(text)
+        return [TextDelta(text) if kind == "text" else ReasoningDelta(text)]
+
+    def fold(self, event: dict[str, Any]) -> list[TurnEvent]:
+        kind = event.get("type")
+        props = event.get("properties") or {}
+        if kind == "message.updated":
+            info = props.get("info") or {}
+            if info.get("role") == "assistant":
+                self.assistant_ids.add(info["id"])
+                if info.get("error"):
+                    raise _error_from(info["error"])
+                if info.get("finish"):
+                    self.finish = info["finish"]
+                    self.tokens = info.get("tokens")
+        elif kind == "message.part.updated":
+            part = props.get("part") or {}
+            if part.get("messageID") not in self.assistant_ids:
+                return []
+            self.part_kinds.setdefault(part["id"], part.get("type", ""))
+            if part.get("type") == "tool":
+                self.asked_for_tools = True
+            if part.get("type") == "step-finish":
+                self.finish = part.get("reason") or self.finish
+                self.tokens = part.get("tokens") or self.tokens
+            if part.get("type") in ("text", "reasoning"):
+                return self._text(part["id"], part.get("text") or "", whole=True)
+        elif kind == "message.part.delta":
+            if props.get("field") == "text":
+                return self._text(props.get("partID", ""), props.get("delta") or "", whole=False)
+        elif kind == "session.error":
+            raise _error_from(props.get("error"))
+        elif kind == "session.status":
+            status = props.get("status") or {}
+            if status.get("type") == "retry":
+                # OpenCode would retry for up to a minute; the client should hear it now.
+                raise UpstreamFailed(str(status.get("message") or "the provider failed"))
+        return []
+
+    @property
+    def step_ended_with_tools(self) -> bool:
+        return self.finish == "tool-calls"
+
+    def finished(self) -> TurnFinished:
+        return TurnFinished(_FINISH.get(self.finish or "stop", "stop"), _usage(self.tokens))
+
+
+def _prompt_body(plan: TurnPlan) -> dict[str, Any]:
+    request = {"system": plan.system, "messages": plan.messages, "params": plan.params}
+    last_text = next(
+        (
+            p.get("text", "")
+            for m in reversed(plan.messages)
+            if m["role"] == "user"
+            for p in m["parts"]
+            if p.get("type") == "text"
+        ),
+        "",
+    )
+    return {
+        "agent": AGENT,
+        "model": {"providerID": plan.model.provider_id, "modelID": plan.model.model_id},
+        # The plugin rebuilds the whole conversation from the metadata; the part's own text
+        # only makes the stored session readable.
+        "parts": [{"type": "text", "text": last_text or " ", "metadata": {PLUGIN_KEY: request}}],
+    }
+
+
+async def run_turn(
+    backend: OpenCodeBackend, plan: TurnPlan, *, timeout_s: float
+) -> AsyncIterator[TurnEvent]:
+    deadline = time.monotonic() + timeout_s
+    session_id = await backend.acquire_session()
+    queue = backend.events.subscribe(session_id)
+    finished = False
+    try:
+        await backend.client.prompt_async(session_id, _prompt_body(plan))
+        turn = _Turn()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendTimeout(
+                    f"the model did not finish within OPENAI_PROXY_TIMEOUT ({timeout_s:g} s)"
+                )
+            try:
+                event = await asyncio.wait_for(queue.get(), remaining)
+            except asyncio.TimeoutError:
+                continue
+            if event.get("type") == RECONNECTED:
+                log.warning("event stream reconnected during session %s", session_id)
+                continue
+            for out in turn.fold(event):
+                yield out
+            if turn.step_ended_with_tools:
+                # The upstream asked for a tool. Stop here: nothing runs on the host and no
+                # second step (agent loop) may start. The plugin refuses one as a backstop.
+                await backend.client.abort(session_id)
+                finished = True
+                yield turn.finished()
+                return
+            if event.get("type") == "session.idle":
+                finished = True
+                yield turn.finished()
+                return
+    finally:
+        backend.events.unsubscribe(session_id)
+        backend.release_session(session_id, aborted=not finished)

@@ -1,0 +1,1 @@
+"""Connexion handlers, named by the spec's operationIds. They wire, they do not decide."""

@@ -1,0 +1,127 @@
+"""create_app: the Connexion AsyncApp built from openapi/openapi.yaml, for the CLI and tests."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from connexion import AsyncApp, ConnexionMiddleware
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from starlette.exceptions import HTTPException
+
+from .backend import OpenCodeBackend
+from .config import GatewayConfig
+from .errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    to_openai_error,
+)
+from .middleware import BodyGuard
+
+__all__ = ["create_app", "load_spec"]
+
+_BY_STATUS: dict[int, type[GatewayError]] = {
+    400: InvalidRequest,
+    401: AuthenticationFailed,
+    403: AuthenticationFailed,
+    404: NotFound,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+_AUTH_MESSAGE = (
+    "Missing or incorrect API key. Send it as `Authorization: Bearer <key>`; the gateway printed "
+    "its key at start-up (or set one with --api-key / OPENAI_PROXY_API_KEY)."
+)
+
+
+@lru_cache(maxsize=1)
+def _spec_text() -> str:
+    return resources.files("opencode_openai.openapi").joinpath("openapi.yaml").read_text()
+
+
+def load_spec(*, auth: bool = True) -> dict[str, Any]:
+    """The spec as a dict; without auth its security requirements are dropped (--no-auth)."""
+    spec: dict[str, Any] = copy.deepcopy(yaml.safe_load(_spec_text()))
+    if not auth:
+        spec.pop("security", None)
+        for path in spec["paths"].values():
+            for operation in path.values():
+                if isinstance(operation, dict):
+                    operation.pop("security", None)
+    return spec
+
+
+def _render(exc: BaseException) -> ConnexionResponse:
+    status, body, headers = to_openai_error(exc)
+    return ConnexionResponse(
+        status_code=status,
+        body=json.dumps(body),
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def _as_gateway_error(status: int, detail: str) -> BaseException:
+    if status == 401:
+        return AuthenticationFailed(_AUTH_MESSAGE)
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        error = GatewayError(detail)
+        error.status = status
+        error.type = "invalid_request_error" if status < 500 else "server_error"
+        return error
+    return cls(detail)
+
+
+async def _problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, ProblemException)
+    return _render(_as_gateway_error(exc.status, str(exc.detail or exc.title)))
+
+
+async def _http_exception(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if exc.status_code != 404 else f"Unknown route: {request.url.path}"
+    return _render(_as_gateway_error(exc.status_code, str(detail)))
+
+
+async def _any_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    return _render(exc)
+
+
+def create_app(
+    config: GatewayConfig,
+    *,
+    on_ready: Callable[[OpenCodeBackend], Awaitable[None] | None] | None = None,
+) -> AsyncApp:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: ConnexionMiddleware) -> AsyncIterator[dict[str, Any]]:
+        backend = OpenCodeBackend(config, on_ready=on_ready)
+        backend.start_in_background()
+        try:
+            yield {"backend": backend, "config": config}
+        finally:
+            await backend.stop()
+
+    app = AsyncApp(__name__, lifespan=lifespan)
+    app.add_api(load_spec(auth=config.auth), validate_responses=False)
+    app.add_middleware(
+        BodyGuard, position=MiddlewarePosition.BEFORE_EXCEPTION, max_body_bytes=config.max_body_bytes
+    )
+    app.add_error_handler(GatewayError, _any_error)
+    app.add_error_handler(ProblemException, _problem)
+    app.add_error_handler(HTTPException, _http_exception)
+    app.add_error_handler(Exception, _any_error)
+    return app

@@ -1,0 +1,176 @@
+"""The gateway's errors, and the one place that renders them in OpenAI's shape.
+
+    GatewayError                      500 server_error
+    ├── InvalidRequest                400 invalid_request_error
+    │   └── UnsupportedParameter      400 (sets `param`)
+    ├── AuthenticationFailed          401 invalid_api_key
+    ├── NotFound                      404
+    │   └── ModelNotFound             404 model_not_found
+    ├── PayloadTooLarge               413
+    ├── UnsupportedMediaType          415
+    ├── RateLimited                   429 rate_limit_exceeded
+    └── BackendError                  502 upstream_error
+        ├── BackendUnavailable        503 backend_unavailable
+        ├── BackendTimeout            504 timeout
+        └── UpstreamFailed            502 (status taken from the provider's answer)
+
+Handlers and the backend raise these; `to_openai_error` turns any exception into the body and
+status a client sees, for a JSON reply and for an error event in a stream alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = [
+    "AuthenticationFailed",
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "GatewayError",
+    "InvalidRequest",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "UnsupportedMediaType",
+    "UnsupportedParameter",
+    "UpstreamFailed",
+    "to_openai_error",
+]
+
+log = logging.getLogger("opencode_openai")
+
+
+class GatewayError(Exception):
+    """Base class: an error a client is told about, with its HTTP status and OpenAI type."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class InvalidRequest(GatewayError):
+    """The request is malformed or asks for something this gateway cannot do."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A known OpenAI field whose value the gateway would have to silently ignore."""
+
+    code = "unsupported_parameter"
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, param=param)
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it. "
+            "GET /v1/models lists the models this gateway can reach.",
+            param="model",
+        )
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BackendError(GatewayError):
+    """OpenCode or the model provider behind it failed."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class BackendUnavailable(BackendError):
+    status = 503
+    type = "server_error"
+    code = "backend_unavailable"
+
+
+class BackendTimeout(BackendError):
+    status = 504
+    type = "timeout"
+    code = "timeout"
+
+
+class UpstreamFailed(BackendError):
+    """The provider answered with an error; keep its status where it is a client's concern."""
+
+    def __init__(self, message: str, *, upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+        if upstream_status == 429:
+            self.status, self.type, self.code = 429, "rate_limit_error", "rate_limit_exceeded"
+        elif upstream_status in (401, 403):
+            # The gateway's client authenticated fine; the provider's key is what failed.
+            self.code = "upstream_authentication_failed"
+        elif upstream_status == 404:
+            self.code = "upstream_model_not_found"
+
+
+def to_openai_error(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Return (status, body, headers) for any exception; unknown ones become a bare 500."""
+    if isinstance(exc, GatewayError):
+        level = logging.WARNING if exc.status < 500 else logging.ERROR
+        log.log(level, "%s %s: %s", exc.status, type(exc).__name__, exc.message)
+        status, message = exc.status, exc.message
+        err = {"message": message, "type": exc.type, "param": exc.param, "code": exc.code}
+        return status, {"error": err}, dict(exc.headers)
+    log.error("unexpected error", exc_info=exc)
+    err = {
+        "message": "The gateway failed unexpectedly; the details are in its log.",
+        "type": "server_error",
+        "param": None,
+        "code": "internal_error",
+    }
+    return 500, {"error": err}, {}

@@ -1,0 +1,106 @@
+"""BodyGuard: the request body checks that must happen before Connexion sees the body.
+
+Connexion 3.3 answers a non-UTF-8 body or a missing Content-Type with 500, a chunked body with
+"RequestBody required", and has no size limit. This middleware reads the whole body once,
+enforces the limit (413), the media type (415), UTF-8 and JSON syntax (400), then replays it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, to_openai_error
+
+__all__ = ["BodyGuard", "send_error"]
+
+_JSON_TYPES = ("application/json",)
+
+
+async def send_error(send: Send, exc: BaseException) -> None:
+    status, body, headers = to_openai_error(exc)
+    payload = json.dumps(body).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _media_type(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.decode("latin-1").split(";")[0].strip().lower()
+    return None
+
+
+class BodyGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read(scope, receive)
+        except GatewayError as exc:
+            await send_error(send, exc)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length", b"transfer-encoding")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app({**scope, "headers": headers}, replay, send)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        media_type = _media_type(scope)
+        # A missing Content-Type is read as JSON: curl users forget it, and the meaning is clear.
+        if media_type is not None and media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"Content-Type `{media_type}` is not supported; send `application/json`"
+            )
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                raise self._too_large()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidRequest("the client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if not body.strip():
+            raise InvalidRequest("the request body is empty; send a JSON object")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest("the request body is not valid UTF-8") from exc
+        try:
+            parsed: Any = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRequest(
+                "We could not parse the JSON body of your request. Send valid JSON."
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        return body
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"the request body is larger than {self.max_body_bytes} bytes")

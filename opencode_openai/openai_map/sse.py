@@ -1,0 +1,44 @@
+"""The SSE framing of a chat stream: role first, deltas, finish, optional usage, [DONE].
+
+Errors after the first byte can no longer change the status, so they travel as an error event
+in OpenAI's shape, and the stream still ends with `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..backend import TurnEvent, TurnFinished
+from ..errors import to_openai_error
+from .response import CompletionMeta, chunk_from_event, finish_chunk, role_chunk, usage_chunk
+
+__all__ = ["DONE", "frame", "sse_stream"]
+
+DONE = b"data: [DONE]\n\n"
+
+
+def frame(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def sse_stream(
+    meta: CompletionMeta, events: AsyncIterator[TurnEvent], *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    # aclosing: when the client goes away Starlette cancels this generator, and closing the
+    # turn's iterator is what aborts the OpenCode turn.
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        yield frame(role_chunk(meta))
+        try:
+            async for event in events:
+                if isinstance(event, TurnFinished):
+                    yield frame(finish_chunk(meta, event))
+                    if include_usage:
+                        yield frame(usage_chunk(meta, event.usage))
+                else:
+                    yield frame(chunk_from_event(meta, event))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error event
+            yield frame(to_openai_error(exc)[1])
+        yield DONE
