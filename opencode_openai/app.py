@@ -29,6 +29,7 @@ from .errors import (
     to_openai_error,
 )
 from .middleware import BodyGuard
+from .validation import validator_map
 
 __all__ = ["create_app", "load_spec"]
 
@@ -94,7 +95,10 @@ async def _problem(request: ConnexionRequest, exc: Exception) -> ConnexionRespon
 async def _http_exception(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if exc.status_code != 404 else f"Unknown route: {request.url.path}"
-    return _render(_as_gateway_error(exc.status_code, str(detail)))
+    error = _as_gateway_error(exc.status_code, str(detail))
+    if isinstance(error, GatewayError) and exc.headers:
+        error.headers.update(exc.headers)  # e.g. `Allow` on a 405
+    return _render(error)
 
 
 async def _any_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -115,7 +119,7 @@ def create_app(
         finally:
             await backend.stop()
 
-    app = AsyncApp(__name__, lifespan=lifespan)
+    app = AsyncApp(__name__, lifespan=lifespan, validator_map=validator_map())
     app.add_api(load_spec(auth=config.auth), validate_responses=False)
     app.add_middleware(
         BodyGuard, position=MiddlewarePosition.BEFORE_EXCEPTION, max_body_bytes=config.max_body_bytes

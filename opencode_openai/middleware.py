@@ -1,14 +1,14 @@
 """BodyGuard: the request body checks that must happen before Connexion sees the body.
 
-Connexion 3.3 answers a non-UTF-8 body or a missing Content-Type with 500, a chunked body with
+Connexion 3.3 answers a missing or upper-case Content-Type with 500, a chunked body with
 "RequestBody required", and has no size limit. This middleware reads the whole body once,
-enforces the limit (413), the media type (415), UTF-8 and JSON syntax (400), then replays it.
+enforces the limit (413) and the media type (415), then replays it with a normalised
+`Content-Type: application/json` and a Content-Length. Parsing is the body validator's job.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,19 +87,7 @@ class BodyGuard:
                 break
         body = b"".join(chunks)
         if not body.strip():
-            raise InvalidRequest("the request body is empty; send a JSON object")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidRequest("the request body is not valid UTF-8") from exc
-        try:
-            parsed: Any = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise InvalidRequest(
-                "We could not parse the JSON body of your request. Send valid JSON."
-            ) from exc
-        if not isinstance(parsed, dict):
-            raise InvalidRequest("the request body must be a JSON object")
+            raise InvalidRequest("The request body is empty; send a JSON object.")
         return body
 
     def _too_large(self) -> PayloadTooLarge:
