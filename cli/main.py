@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -182,6 +183,10 @@ def serve(config: GatewayConfig, generated: bool) -> int:
         app, log_level=logging.getLevelName(logging.getLogger().level).lower(),
         timeout_graceful_shutdown=10, access_log=False,
     ))
+    # uvicorn re-raises the stop signal after its graceful shutdown, through the handler it
+    # found installed; a no-op there makes a clean SIGTERM/SIGINT stop exit 0, not -15 / 130.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run(sockets=[sock])
     return 0
 

@@ -30,6 +30,8 @@ def opencode_config(base_url: str) -> dict[str, Any]:
     """OpenCode config for the tests: one provider, `fake`, pointing at the fake upstream."""
     return {
         "model": "fake/fake-model",
+        # OpenCode also offers its own hosted models without a key; the tests want only ours.
+        "enabled_providers": [FAKE_PROVIDER],
         "provider": {
             FAKE_PROVIDER: {
                 "npm": "@ai-sdk/openai-compatible",
