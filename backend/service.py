@@ -20,13 +20,15 @@ from .catalog import ModelCatalog
 from .client import OpenCodeClient
 from .events import EventStream
 from .process import OpenCodeProcess, find_opencode
+from .sessions import SessionPool
 from .workspace import prepare_workspace
 
 __all__ = ["OpenCodeBackend"]
 
 log = logging.getLogger("opencode_openai.backend")
 
-SESSION_TITLE = "opencode-openai"
+#: Sessions created during warm-up, so the first requests skip the create.
+WARM_SESSIONS = 2
 
 
 class OpenCodeBackend:
@@ -42,8 +44,8 @@ class OpenCodeBackend:
         self.process: OpenCodeProcess | None = None
         self.client: OpenCodeClient
         self.events: EventStream
+        self.sessions: SessionPool
         self._on_ready = on_ready
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._starter: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -76,6 +78,7 @@ class OpenCodeBackend:
             await self.process.start()
             self.client = OpenCodeClient(self.process.url, self.process.password, str(workspace))
         self.events = EventStream(self.client)
+        self.sessions = SessionPool(self.client)
         await self._become_ready()
 
     async def _become_ready(self) -> None:
@@ -95,8 +98,7 @@ class OpenCodeBackend:
         # Warm-up: the first calls for a directory load its instance, config and plugin (slow,
         # seconds); the first session is cold too. Do both before saying we are ready.
         await self.refresh_catalog()
-        session_id = await self.client.create_session(SESSION_TITLE)
-        await self.client.delete_session(session_id)
+        await self.sessions.fill(WARM_SESSIONS)
         self.state = "ready"
         self.error = None
         log.info("OpenCode backend ready: %d models", len(self.catalog.models))
@@ -107,6 +109,7 @@ class OpenCodeBackend:
 
     async def _after_restart(self) -> None:
         self.state = "restarting"
+        self.sessions.forget()
         try:
             await self._become_ready()
         except Exception as exc:  # noqa: BLE001 - the next death restarts it again
@@ -119,8 +122,8 @@ class OpenCodeBackend:
             self._starter.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._starter
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2.0)
+        if hasattr(self, "sessions"):
+            await self.sessions.aclose()
         if hasattr(self, "events"):
             await self.events.aclose()
         if hasattr(self, "client"):
@@ -141,24 +144,6 @@ class OpenCodeBackend:
         providers, config = await asyncio.gather(self.client.providers(), self.client.config())
         self.catalog = ModelCatalog.from_opencode(providers, config)
 
-    async def acquire_session(self) -> str:
-        return await self.client.create_session(SESSION_TITLE)
-
-    def release_session(self, session_id: str, *, aborted: bool) -> None:
-        """Abort (if the turn still runs) and delete the session, without making anyone wait."""
-        self._spawn(self._dispose(session_id, aborted))
-
-    async def _dispose(self, session_id: str, aborted: bool) -> None:
-        with contextlib.suppress(GatewayError):
-            if aborted:
-                await self.client.abort(session_id)
-            await self.client.delete_session(session_id)
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def health(self) -> dict[str, Any]:
         return {
             "mode": self.config.mode,
@@ -166,4 +151,7 @@ class OpenCodeBackend:
             "state": self.state,
             "models": len(self.catalog.models),
             "restarts": self.process.restarts if self.process else 0,
+            "sessions": {"idle": self.sessions.idle, "in_use": self.sessions.in_use}
+            if hasattr(self, "sessions")
+            else {"idle": 0, "in_use": 0},
         }

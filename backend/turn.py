@@ -1,16 +1,16 @@
 """run_turn: one chat request as one OpenCode turn, told as a stream of TurnEvents.
 
-This is the only way to get an answer out of OpenCode. It sends the prompt to a session of the
-gateway's workspace, follows that session on the shared event stream, and yields our own small
-event types; OpenCode's wire format does not leave this module. Whatever ends the iteration
-(finish, error, timeout, or the consumer going away) the turn is aborted if still running and the
-session is handed back.
+This is the only way to get an answer out of OpenCode. It sends the prompt to a pooled session
+of the gateway's workspace, follows that session on the shared event stream, and yields our own
+small event types; OpenCode's wire format does not leave this module. Whatever ends the
+iteration (finish, error, timeout, or the consumer going away) the turn is aborted if still
+running and the session goes back to the pool (or is deleted).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -45,13 +45,15 @@ class TurnPlan:
     """What to ask: the model, the exact system texts, messages and sampling settings.
 
     `messages` are in the plugin's format: `{"role": "user"|"assistant", "parts": [...]}` with
-    OpenCode part objects (`{"type": "text", "text": ...}`).
+    OpenCode part objects (text, file). `output_schema` asks OpenCode's structured output for
+    JSON matching that JSON Schema.
     """
 
     model: ModelRef
     system: list[str]
     messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class ReasoningDelta:
 
 @dataclass(frozen=True)
 class TurnFinished:
-    #: OpenAI's finish_reason: stop, length, content_filter (tool_calls once client tools land).
+    #: OpenAI's finish_reason: stop, length or content_filter.
     finish_reason: str
     usage: Usage
 
@@ -92,16 +94,16 @@ def _usage(tokens: dict[str, Any] | None) -> Usage:
     tokens = tokens or {}
     cache = tokens.get("cache") or {}
     cached = int(cache.get("read") or 0)
-    # OpenCode counts cached input apart from `input`; OpenAI's prompt_tokens includes it.
+    # OpenCode counts cached input apart from `input` and reasoning apart from `output`;
+    # OpenAI's prompt_tokens and completion_tokens include them (seen on 1.18.33).
     prompt = int(tokens.get("input") or 0) + cached + int(cache.get("write") or 0)
     reasoning = int(tokens.get("reasoning") or 0)
     completion = int(tokens.get("output") or 0) + reasoning
     return Usage(prompt, completion, cached, reasoning)
 
 
-def _error_from(error: dict[str, Any] | None) -> GatewayError:
+def _error_from(error: dict[str, Any]) -> GatewayError:
     """OpenCode's `session.error` / `info.error` as one of our errors."""
-    error = error or {}
     data = error.get("data") or {}
     message = str(data.get("message") or error.get("name") or "the model call failed")
     if error.get("name") == "MessageAbortedError":
@@ -110,24 +112,37 @@ def _error_from(error: dict[str, Any] | None) -> GatewayError:
     return UpstreamFailed(message, upstream_status=int(status) if status else None)
 
 
+def _retry_failure(status: dict[str, Any]) -> UpstreamFailed:
+    """OpenCode is about to retry a failed call (429, 5xx, unreachable): fail now instead.
+
+    Its retry event carries the provider's message and when it would retry, not the status.
+    """
+    failure = UpstreamFailed(str(status.get("message") or "the provider failed"))
+    retry_at = status.get("next")
+    if isinstance(retry_at, (int, float)):
+        seconds = max(1, round(retry_at / 1000 - time.time()))
+        failure.headers["Retry-After"] = str(seconds)
+    return failure
+
+
 class _Turn:
     """Folds one session's OpenCode events into TurnEvents."""
 
-    def __init__(self) -> None:
+    def __init__(self, structured: bool) -> None:
+        self.structured = structured
         self.assistant_ids: set[str] = set()
         self.part_kinds: dict[str, str] = {}
         self.sent: dict[str, int] = {}
         self.finish: str | None = None
         self.tokens: dict[str, Any] | None = None
-        self.asked_for_tools = False
+        self.output: Any = None
 
     def _text(self, part_id: str, text: str, *, whole: bool) -> list[TurnEvent]:
         kind = self.part_kinds.get(part_id)
         if kind not in ("text", "reasoning") or not text:
             return []
         if whole:  # a full snapshot: send only what the deltas have not sent yet
-            done = self.sent.get(part_id, 0)
-            text = text[done:]
+            text = text[self.sent.get(part_id, 0) :]
             if not text:
                 return []
         self.sent[part_id] = self.sent.get(part_id, 0) + len(text)
@@ -140,18 +155,19 @@ class _Turn:
             info = props.get("info") or {}
             if info.get("role") == "assistant":
                 self.assistant_ids.add(info["id"])
-                if info.get("error"):
-                    raise _error_from(info["error"])
+                error = info.get("error")
+                if error and error.get("name") != "ContentFilterError":
+                    raise _error_from(error)
                 if info.get("finish"):
                     self.finish = info["finish"]
                     self.tokens = info.get("tokens")
+                if "structured" in info:
+                    self.output = info["structured"]
         elif kind == "message.part.updated":
             part = props.get("part") or {}
             if part.get("messageID") not in self.assistant_ids:
                 return []
             self.part_kinds.setdefault(part["id"], part.get("type", ""))
-            if part.get("type") == "tool":
-                self.asked_for_tools = True
             if part.get("type") == "step-finish":
                 self.finish = part.get("reason") or self.finish
                 self.tokens = part.get("tokens") or self.tokens
@@ -161,20 +177,31 @@ class _Turn:
             if props.get("field") == "text":
                 return self._text(props.get("partID", ""), props.get("delta") or "", whole=False)
         elif kind == "session.error":
-            raise _error_from(props.get("error"))
+            error = props.get("error") or {}
+            # A content filter is a finish reason in OpenAI's API, not an error.
+            if error.get("name") != "ContentFilterError":
+                raise _error_from(error)
         elif kind == "session.status":
             status = props.get("status") or {}
             if status.get("type") == "retry":
-                # OpenCode would retry for up to a minute; the client should hear it now.
-                raise UpstreamFailed(str(status.get("message") or "the provider failed"))
+                raise _retry_failure(status)
         return []
 
     @property
-    def step_ended_with_tools(self) -> bool:
-        return self.finish == "tool-calls"
+    def stopped_at_tool_call(self) -> bool:
+        """The upstream asked for a tool (not OpenCode's own structured-output tool)."""
+        return self.finish == "tool-calls" and not self.structured
 
-    def finished(self) -> TurnFinished:
-        return TurnFinished(_FINISH.get(self.finish or "stop", "stop"), _usage(self.tokens))
+    def finished(self) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        finish = _FINISH.get(self.finish or "stop", "stop")
+        if self.structured:
+            if self.output is None:
+                raise UpstreamFailed("the model did not return the requested JSON output")
+            events.append(TextDelta(json.dumps(self.output, ensure_ascii=False)))
+            finish = "stop"
+        events.append(TurnFinished(finish, _usage(self.tokens)))
+        return events
 
 
 def _prompt_body(plan: TurnPlan) -> dict[str, Any]:
@@ -189,25 +216,29 @@ def _prompt_body(plan: TurnPlan) -> dict[str, Any]:
         ),
         "",
     )
-    return {
+    body: dict[str, Any] = {
         "agent": AGENT,
         "model": {"providerID": plan.model.provider_id, "modelID": plan.model.model_id},
         # The plugin rebuilds the whole conversation from the metadata; the part's own text
         # only makes the stored session readable.
         "parts": [{"type": "text", "text": last_text or " ", "metadata": {PLUGIN_KEY: request}}],
     }
+    if plan.output_schema is not None:
+        # retryCount 0: a retry would be a second upstream call.
+        body["format"] = {"type": "json_schema", "schema": plan.output_schema, "retryCount": 0}
+    return body
 
 
 async def run_turn(
     backend: OpenCodeBackend, plan: TurnPlan, *, timeout_s: float
 ) -> AsyncIterator[TurnEvent]:
     deadline = time.monotonic() + timeout_s
-    session_id = await backend.acquire_session()
+    session_id = await backend.sessions.acquire()
     queue = backend.events.subscribe(session_id)
-    finished = False
+    clean = False
     try:
         await backend.client.prompt_async(session_id, _prompt_body(plan))
-        turn = _Turn()
+        turn = _Turn(structured=plan.output_schema is not None)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -223,17 +254,17 @@ async def run_turn(
                 continue
             for out in turn.fold(event):
                 yield out
-            if turn.step_ended_with_tools:
-                # The upstream asked for a tool. Stop here: nothing runs on the host and no
-                # second step (agent loop) may start. The plugin refuses one as a backstop.
-                await backend.client.abort(session_id)
-                finished = True
-                yield turn.finished()
+            if turn.stopped_at_tool_call:
+                # Stop here: nothing runs on the host and no second step (agent loop) may
+                # start. The plugin refuses a second model call as a backstop.
+                for out in turn.finished():
+                    yield out
                 return
             if event.get("type") == "session.idle":
-                finished = True
-                yield turn.finished()
+                clean = True
+                for out in turn.finished():
+                    yield out
                 return
     finally:
         backend.events.unsubscribe(session_id)
-        backend.release_session(session_id, aborted=not finished)
+        backend.sessions.release(session_id, clean=clean)

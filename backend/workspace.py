@@ -32,8 +32,10 @@ def workspace_config() -> dict[str, Any]:
                 "description": "Pass-through agent of opencode-openai: no prompt, no tools.",
                 "mode": "primary",
                 "prompt": " ",
-                "tools": {"*": False},
-                "permission": {"*": "deny"},
+                # StructuredOutput is OpenCode's internal tool for `format` (response_format);
+                # it only exists on prompts that ask for it and runs no host code.
+                "tools": {"*": False, "StructuredOutput": True},
+                "permission": {"*": "deny", "StructuredOutput": "allow"},
             }
         },
     }

@@ -8,6 +8,7 @@ on purpose; the spec's field descriptions say which.
 
 from __future__ import annotations
 
+import mimetypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +49,14 @@ def plan_from_request(body: dict[str, Any], catalog: ModelCatalog) -> tuple[Turn
     for field, (refused, why) in _REFUSED.items():
         if refused(body.get(field)):
             raise UnsupportedParameter(field, f"`{field}`: {why}")
-    response_format = (body.get("response_format") or {}).get("type", "text")
-    if response_format != "text":
-        raise UnsupportedParameter(
-            "response_format", f"response_format `{response_format}` is not supported yet"
-        )
-    system, messages = _conversation(body["messages"])
-    plan = TurnPlan(model=model.ref, system=system, messages=messages, params=_params(body))
+    system, messages = _conversation(body["messages"], model)
+    plan = TurnPlan(
+        model=model.ref,
+        system=system,
+        messages=messages,
+        params=_params(body),
+        output_schema=_output_schema(body.get("response_format")),
+    )
     stream = bool(body.get("stream"))
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
     return plan, RequestOptions(model=model.ref.id, stream=stream, include_usage=include_usage)
@@ -67,38 +69,59 @@ def _resolve_model(requested: str, catalog: ModelCatalog) -> CatalogModel:
     return model
 
 
-def _text_of(content: Any, index: int) -> list[dict[str, Any]]:
-    """Message content (a string, or an array of parts) as OpenCode text parts."""
+def _image_part(part: dict[str, Any], model: CatalogModel, param: str) -> dict[str, Any]:
+    if not model.image_input:
+        raise InvalidRequest(
+            f"the model `{model.ref.id}` does not accept image input", param=param,
+            code="model_not_multimodal",
+        )
+    url = (part.get("image_url") or {}).get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest("an image_url part needs `image_url.url`", param=param)
+    if url.startswith("data:"):
+        mime = url[5:].split(";", 1)[0].split(",", 1)[0]
+    elif url.startswith(("http://", "https://")):
+        mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/png"
+    else:
+        raise InvalidRequest("image_url.url must be a data: URL or an http(s) URL", param=param)
+    if not mime.startswith("image/"):
+        raise InvalidRequest(f"`{mime}` is not an image type", param=param)
+    return {"type": "file", "mime": mime, "url": url, "filename": "image"}
+
+
+def _parts(content: Any, index: int, model: CatalogModel) -> list[dict[str, Any]]:
+    """Message content (a string, or an array of parts) as OpenCode parts."""
     if content is None:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        raise InvalidRequest(
-            "content must be a string or an array of content parts",
-            param=f"messages[{index}].content",
-        )
     parts = []
     for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind != "text" or not isinstance(part.get("text"), str):
+        param = f"messages[{index}].content[{j}]"
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            parts.append(_image_part(part, model, param))
+        else:
             raise UnsupportedParameter(
-                f"messages[{index}].content[{j}]",
-                f"content part type `{kind}` is not supported yet; send text parts",
+                param, f"content part type `{kind}` is not supported; send text or image_url parts"
             )
-        parts.append({"type": "text", "text": part["text"]})
     return parts
 
 
 def _conversation(
-    messages: list[dict[str, Any]],
+    messages: list[dict[str, Any]], model: CatalogModel
 ) -> tuple[list[str], list[dict[str, Any]]]:
+    """System texts (in order) and the user/assistant turns, each as OpenCode parts."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         role = message["role"]
-        parts = _text_of(message.get("content"), i)
+        parts = _parts(message.get("content"), i, model)
         if role in ("system", "developer"):
+            if any(p["type"] != "text" for p in parts):
+                raise InvalidRequest("system messages take text only", param=f"messages[{i}].content")
             system.append("".join(p["text"] for p in parts))
         elif role in ("user", "assistant"):
             if role == "assistant" and message.get("tool_calls"):
@@ -115,6 +138,17 @@ def _conversation(
     return system, turns
 
 
+def _output_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """response_format as the JSON Schema OpenCode's structured output must satisfy."""
+    kind = (response_format or {}).get("type", "text")
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")  # type: ignore[union-attr]
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    return None
+
+
 def _params(body: dict[str, Any]) -> dict[str, Any]:
     """Sampling settings in the plugin's format (`chat.params` output fields and options)."""
     params: dict[str, Any] = {}
@@ -128,9 +162,12 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
     # `options` keys are spread into the provider's request body by OpenCode's AI SDK layer.
     options = {
         key: body[key]
-        for key in ("seed", "stop", "presence_penalty", "frequency_penalty")
+        for key in ("seed", "stop", "presence_penalty", "frequency_penalty", "user")
         if body.get(key) is not None
     }
+    if body.get("reasoning_effort") is not None:
+        # The AI SDK writes `reasoning_effort` itself from this provider option.
+        options["reasoningEffort"] = body["reasoning_effort"]
     if options:
         params["options"] = options
     return params

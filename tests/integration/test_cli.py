@@ -115,7 +115,7 @@ def test_generated_key_ready_line_and_no_orphan_on_exit(
     key = key_line.split(": ", 1)[1]
     assert any(f"curl http://127.0.0.1:{port}/v1/models -H 'Authorization: Bearer {key}'" in line for line in lines)
     ready = lines[-1]
-    assert re.search(rf"ready: http://127\.0\.0\.1:{port}/v1 \(key {re.escape(key)}\), 3 models", ready), ready
+    assert re.search(rf"ready: http://127\.0\.0\.1:{port}/v1 \(key {re.escape(key)}\), 4 models", ready), ready
     assert sum(key in line for line in lines) == 3  # printed at start-up only: key line, curl, ready
 
     models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {key}"})

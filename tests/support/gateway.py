@@ -31,7 +31,7 @@ def opencode_config(base_url: str) -> dict[str, Any]:
     return {
         "model": "fake/fake-model",
         # OpenCode also offers its own hosted models without a key; the tests want only ours.
-        "enabled_providers": [FAKE_PROVIDER],
+        "enabled_providers": [FAKE_PROVIDER, "dead"],
         "provider": {
             FAKE_PROVIDER: {
                 "npm": "@ai-sdk/openai-compatible",
@@ -54,7 +54,14 @@ def opencode_config(base_url: str) -> dict[str, Any]:
                         "limit": {"context": 100000, "output": 4096},
                     },
                 },
-            }
+            },
+            # A provider nobody listens for: "unreachable upstream".
+            "dead": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Unreachable upstream",
+                "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": "sk-none"},
+                "models": {"dead-model": {"name": "Dead model", "limit": {"context": 1000, "output": 100}}},
+            },
         },
     }
 
