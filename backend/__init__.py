@@ -2,16 +2,28 @@
 
 from .catalog import DEFAULT_ALIAS, CatalogModel, ModelCatalog, ModelRef
 from .service import OpenCodeBackend
-from .turn import ReasoningDelta, TextDelta, TurnEvent, TurnFinished, TurnPlan, Usage, run_turn
+from .turn import (
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    TurnEvent,
+    TurnFinished,
+    TurnPlan,
+    Usage,
+    run_turn,
+)
+from .workspace import ClientTool
 
 __all__ = [
     "DEFAULT_ALIAS",
     "CatalogModel",
+    "ClientTool",
     "ModelCatalog",
     "ModelRef",
     "OpenCodeBackend",
     "ReasoningDelta",
     "TextDelta",
+    "ToolCallDelta",
     "TurnEvent",
     "TurnFinished",
     "TurnPlan",

@@ -66,6 +66,10 @@ class OpenCodeClient:
         result: dict[str, Any] = (await self._request("GET", "/config")).json()
         return result
 
+    async def agents(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = (await self._request("GET", "/agent")).json()
+        return result
+
     async def create_session(self, title: str) -> str:
         # Passing a title keeps OpenCode from making a hidden title-generation model call.
         response = await self._request("POST", "/session", json={"title": title})
@@ -79,6 +83,9 @@ class OpenCodeClient:
 
     async def delete_session(self, session_id: str) -> None:
         await self._request("DELETE", f"/session/{session_id}")
+
+    async def dispose_instance(self) -> None:
+        await self._request("POST", "/instance/dispose")
 
     async def messages(self, session_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = (

@@ -159,7 +159,9 @@ class OpenCodeProcess:
             self._home = tempfile.TemporaryDirectory(prefix="opencode-openai-")
         config_file = Path(self._home.name) / "opencode-openai.config.json"
         config_file.write_text(json.dumps(generated_config(self.user_config), indent=2))
-        self.port = _free_port()
+        # Keep the port across restarts: the gateway's clients and event streams point at it.
+        if not self.port:
+            self.port = _free_port()
         self.state = "starting"
         self._proc = await asyncio.create_subprocess_exec(
             self.binary, "serve", "--port", str(self.port), "--hostname", "127.0.0.1",

@@ -1,8 +1,9 @@
 """OpenCodeBackend: everything the gateway needs from OpenCode, owned in one place.
 
-It starts (embedded) or reaches (attach) the OpenCode server, keeps its client, event stream and
-model catalog, hands out sessions, and reports its state for /health. Created in the app's
-lifespan, reached by handlers through the request state; no module globals.
+It starts (embedded) or reaches (attach) the OpenCode server, keeps the workspace instances
+(the main one, and one per client tool set, least recently used first out), the model catalog,
+and reports its state for /health. Created in the app's lifespan, reached by handlers through
+the request state; no module globals.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,10 +20,9 @@ from ..config import GatewayConfig
 from ..errors import BackendUnavailable, GatewayError
 from .catalog import ModelCatalog
 from .client import OpenCodeClient
-from .events import EventStream
+from .instance import WorkspaceInstance
 from .process import OpenCodeProcess, find_opencode
-from .sessions import SessionPool
-from .workspace import prepare_workspace
+from .workspace import AGENT, ClientTool, prepare_workspace, toolset_key
 
 __all__ = ["OpenCodeBackend"]
 
@@ -29,6 +30,8 @@ log = logging.getLogger("opencode_openai.backend")
 
 #: Sessions created during warm-up, so the first requests skip the create.
 WARM_SESSIONS = 2
+#: Tool-set instances kept loaded in OpenCode; the least recently used idle one goes first.
+MAX_TOOLSETS = 32
 
 
 class OpenCodeBackend:
@@ -42,9 +45,11 @@ class OpenCodeBackend:
         self.error: str | None = None
         self.catalog = ModelCatalog()
         self.process: OpenCodeProcess | None = None
-        self.client: OpenCodeClient
-        self.events: EventStream
-        self.sessions: SessionPool
+        self.main: WorkspaceInstance | None = None
+        self._toolsets: OrderedDict[str, WorkspaceInstance] = OrderedDict()
+        self._toolset_lock = asyncio.Lock()
+        self._base_url = ""
+        self._password: str | None = None
         self._on_ready = on_ready
         self._starter: asyncio.Task[None] | None = None
 
@@ -65,8 +70,8 @@ class OpenCodeBackend:
         config = self.config
         workspace = prepare_workspace(config.state_dir / "workspace")
         if config.opencode_url:
-            password = config.opencode_password.reveal() if config.opencode_password else None
-            self.client = OpenCodeClient(config.opencode_url, password, str(workspace))
+            self._base_url = config.opencode_url
+            self._password = config.opencode_password.reveal() if config.opencode_password else None
         else:
             self.process = OpenCodeProcess(
                 binary=find_opencode(config.opencode_bin),
@@ -76,29 +81,30 @@ class OpenCodeBackend:
                 on_restart=self._after_restart,
             )
             await self.process.start()
-            self.client = OpenCodeClient(self.process.url, self.process.password, str(workspace))
-        self.events = EventStream(self.client)
-        self.sessions = SessionPool(self.client)
+            self._base_url, self._password = self.process.url, self.process.password
+        self.main = WorkspaceInstance(self._base_url, self._password, workspace)
         await self._become_ready()
 
     async def _become_ready(self) -> None:
+        assert self.main is not None
         deadline = time.monotonic() + self.config.startup_timeout_s
         while True:
             if self.process is not None and self.process.exited():
                 raise BackendUnavailable("opencode serve exited during start-up")
             try:
-                await self.client.health()
+                await self.main.client.health()
                 break
             except GatewayError:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        self.events.start()
-        await self.events.wait_connected(max(1.0, deadline - time.monotonic()))
         # Warm-up: the first calls for a directory load its instance, config and plugin (slow,
         # seconds); the first session is cold too. Do both before saying we are ready.
+        await self.main.open(
+            timeout_s=max(1.0, deadline - time.monotonic()), warm_sessions=WARM_SESSIONS
+        )
         await self.refresh_catalog()
-        await self.sessions.fill(WARM_SESSIONS)
+        await self._check_agent()
         self.state = "ready"
         self.error = None
         log.info("OpenCode backend ready: %d models", len(self.catalog.models))
@@ -107,9 +113,21 @@ class OpenCodeBackend:
             if asyncio.iscoroutine(result):
                 await result
 
+    async def _check_agent(self) -> None:
+        """OpenCode must have loaded the workspace's agent: without it nothing is safe to run."""
+        assert self.main is not None
+        names = {agent.get("name") for agent in await self.main.client.agents()}
+        if AGENT not in names:
+            raise BackendUnavailable(
+                f"OpenCode did not load the gateway's agent from {self.main.directory}: it must "
+                "see the same filesystem as the gateway (see README, attach mode)"
+            )
+
     async def _after_restart(self) -> None:
+        """A restarted OpenCode has none of our sessions or instances: start them afresh."""
         self.state = "restarting"
-        self.sessions.forget()
+        for instance in self._instances():
+            instance.sessions.forget()
         try:
             await self._become_ready()
         except Exception as exc:  # noqa: BLE001 - the next death restarts it again
@@ -122,14 +140,13 @@ class OpenCodeBackend:
             self._starter.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._starter
-        if hasattr(self, "sessions"):
-            await self.sessions.aclose()
-        if hasattr(self, "events"):
-            await self.events.aclose()
-        if hasattr(self, "client"):
-            await self.client.aclose()
+        for instance in self._instances():
+            await instance.aclose()
         if self.process is not None:
             await self.process.stop()
+
+    def _instances(self) -> list[WorkspaceInstance]:
+        return ([self.main] if self.main else []) + list(self._toolsets.values())
 
     # -- what handlers use -------------------------------------------------------------------
 
@@ -141,17 +158,45 @@ class OpenCodeBackend:
             )
 
     async def refresh_catalog(self) -> None:
-        providers, config = await asyncio.gather(self.client.providers(), self.client.config())
+        assert self.main is not None
+        client: OpenCodeClient = self.main.client
+        providers, config = await asyncio.gather(client.providers(), client.config())
         self.catalog = ModelCatalog.from_opencode(providers, config)
 
+    async def instance_for(self, tools: tuple[ClientTool, ...]) -> WorkspaceInstance:
+        """The main workspace, or the (possibly new) workspace of this client tool set."""
+        assert self.main is not None
+        if not tools:
+            return self.main
+        key = toolset_key(tools)
+        async with self._toolset_lock:
+            instance = self._toolsets.get(key)
+            if instance is None:
+                directory = prepare_workspace(self.config.state_dir / "toolsets" / key, tools)
+                instance = WorkspaceInstance(self._base_url, self._password, directory)
+                await instance.open(timeout_s=self.config.startup_timeout_s)
+                self._toolsets[key] = instance
+                self._evict()
+            self._toolsets.move_to_end(key)
+        return instance
+
+    def _evict(self) -> None:
+        idle = [key for key, instance in self._toolsets.items() if not instance.busy]
+        for key in idle[: max(0, len(self._toolsets) - MAX_TOOLSETS)]:
+            instance = self._toolsets.pop(key)
+            task = asyncio.ensure_future(instance.aclose(dispose=True))
+            task.add_done_callback(lambda t: t.exception())
+
     def health(self) -> dict[str, Any]:
+        instances = self._instances()
         return {
             "mode": self.config.mode,
             "ready": self.state == "ready",
             "state": self.state,
             "models": len(self.catalog.models),
             "restarts": self.process.restarts if self.process else 0,
-            "sessions": {"idle": self.sessions.idle, "in_use": self.sessions.in_use}
-            if hasattr(self, "sessions")
-            else {"idle": 0, "in_use": 0},
+            "sessions": {
+                "idle": sum(i.sessions.idle for i in instances),
+                "in_use": sum(i.sessions.in_use for i in instances),
+            },
         }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendError, BackendTimeout, GatewayError, UpstreamFailed
 from .catalog import ModelRef
 from .events import RECONNECTED
-from .workspace import AGENT
+from .workspace import AGENT, STRUCTURED_OUTPUT, ClientTool
 
 if TYPE_CHECKING:
     from .service import OpenCodeBackend
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ReasoningDelta",
     "TextDelta",
+    "ToolCallDelta",
     "TurnEvent",
     "TurnFinished",
     "TurnPlan",
@@ -45,8 +46,8 @@ class TurnPlan:
     """What to ask: the model, the exact system texts, messages and sampling settings.
 
     `messages` are in the plugin's format: `{"role": "user"|"assistant", "parts": [...]}` with
-    OpenCode part objects (text, file). `output_schema` asks OpenCode's structured output for
-    JSON matching that JSON Schema.
+    OpenCode part objects (text, file, tool). `output_schema` asks OpenCode's structured output
+    for JSON matching that JSON Schema; `tools` are the client's, offered upstream, never run.
     """
 
     model: ModelRef
@@ -54,6 +55,7 @@ class TurnPlan:
     messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
+    tools: tuple[ClientTool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,23 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """The model calls a client tool: first `id` and `name`, then the `arguments` JSON text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class TurnFinished:
-    #: OpenAI's finish_reason: stop, length or content_filter.
+    #: OpenAI's finish_reason: stop, length, content_filter or tool_calls.
     finish_reason: str
     usage: Usage
 
 
-TurnEvent = TextDelta | ReasoningDelta | TurnFinished
+TurnEvent = TextDelta | ReasoningDelta | ToolCallDelta | TurnFinished
 
 _FINISH = {"stop": "stop", "length": "length", "content-filter": "content_filter"}
 
@@ -128,8 +140,10 @@ def _retry_failure(status: dict[str, Any]) -> UpstreamFailed:
 class _Turn:
     """Folds one session's OpenCode events into TurnEvents."""
 
-    def __init__(self, structured: bool) -> None:
+    def __init__(self, structured: bool, tool_names: set[str]) -> None:
         self.structured = structured
+        self.tool_names = tool_names
+        self.calls: dict[str, tuple[int, bool]] = {}  # callID -> (index, arguments sent)
         self.assistant_ids: set[str] = set()
         self.part_kinds: dict[str, str] = {}
         self.sent: dict[str, int] = {}
@@ -173,6 +187,8 @@ class _Turn:
                 self.tokens = part.get("tokens") or self.tokens
             if part.get("type") in ("text", "reasoning"):
                 return self._text(part["id"], part.get("text") or "", whole=True)
+            if part.get("type") == "tool":
+                return self._tool_call(part)
         elif kind == "message.part.delta":
             if props.get("field") == "text":
                 return self._text(props.get("partID", ""), props.get("delta") or "", whole=False)
@@ -187,6 +203,22 @@ class _Turn:
                 raise _retry_failure(status)
         return []
 
+    def _tool_call(self, part: dict[str, Any]) -> list[TurnEvent]:
+        """A call of one of the client's tools, as OpenAI streams it: id and name, then arguments."""
+        name, call_id = part.get("tool"), str(part.get("callID") or "")
+        if name not in self.tool_names or name == STRUCTURED_OUTPUT:
+            return []  # OpenCode's own tools and unknown names are never the client's business
+        events: list[TurnEvent] = []
+        index, sent = self.calls.get(call_id, (len(self.calls), False))
+        if call_id not in self.calls:
+            events.append(ToolCallDelta(index, id=call_id, name=name))
+        state = part.get("state") or {}
+        if not sent and state.get("status") != "pending":
+            events.append(ToolCallDelta(index, arguments=json.dumps(state.get("input") or {})))
+            sent = True
+        self.calls[call_id] = (index, sent)
+        return events
+
     @property
     def stopped_at_tool_call(self) -> bool:
         """The upstream asked for a tool (not OpenCode's own structured-output tool)."""
@@ -195,6 +227,8 @@ class _Turn:
     def finished(self) -> list[TurnEvent]:
         events: list[TurnEvent] = []
         finish = _FINISH.get(self.finish or "stop", "stop")
+        if self.calls:
+            finish = "tool_calls"
         if self.structured:
             if self.output is None:
                 raise UpstreamFailed("the model did not return the requested JSON output")
@@ -233,12 +267,13 @@ async def run_turn(
     backend: OpenCodeBackend, plan: TurnPlan, *, timeout_s: float
 ) -> AsyncIterator[TurnEvent]:
     deadline = time.monotonic() + timeout_s
-    session_id = await backend.sessions.acquire()
-    queue = backend.events.subscribe(session_id)
+    instance = await backend.instance_for(plan.tools)
+    session_id = await instance.sessions.acquire()
+    queue = instance.events.subscribe(session_id)
     clean = False
     try:
-        await backend.client.prompt_async(session_id, _prompt_body(plan))
-        turn = _Turn(structured=plan.output_schema is not None)
+        await instance.client.prompt_async(session_id, _prompt_body(plan))
+        turn = _Turn(plan.output_schema is not None, {t.name for t in plan.tools})
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -266,5 +301,5 @@ async def run_turn(
                     yield out
                 return
     finally:
-        backend.events.unsubscribe(session_id)
-        backend.sessions.release(session_id, clean=clean)
+        instance.events.unsubscribe(session_id)
+        instance.sessions.release(session_id, clean=clean)

@@ -1,27 +1,53 @@
-"""The gateway's own OpenCode workspace: a directory holding its agent and plugin.
+"""The gateway's own OpenCode workspaces: directories holding its agent, plugin and tool set.
 
 Every call to OpenCode carries `?directory=<workspace>`, so OpenCode opens a separate instance
 for it and loads `<workspace>/opencode.json` as project config. That is how the gateway gets its
 pass-through agent and plugin into an OpenCode it starts and into one it attaches to alike,
 without touching that server's own files. The directory is otherwise empty, so no AGENTS.md or
 project file can leak into prompts.
+
+OpenCode registers tools once per instance, so each distinct set of client tools gets its own
+workspace (`toolsets/<hash>`), whose agent enables exactly those tool names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AGENT", "PLUGIN_PATH", "prepare_workspace", "workspace_config"]
+__all__ = ["AGENT", "PLUGIN_PATH", "TOOLS_FILE", "ClientTool", "prepare_workspace", "toolset_key"]
 
 AGENT = "opencode-openai"
 PLUGIN_PATH = Path(str(resources.files(__package__).joinpath("plugin/opencode-openai.js")))
+#: Read by the plugin at instance start; must match TOOLS_FILE in plugin/opencode-openai.js.
+TOOLS_FILE = "opencode-openai.tools.json"
+#: OpenCode's internal tool for `format` (response_format); it runs no host code.
+STRUCTURED_OUTPUT = "StructuredOutput"
 
 
-def workspace_config() -> dict[str, Any]:
-    """Project config for the workspace: a tool-less, prompt-less agent and the gateway plugin."""
+@dataclass(frozen=True)
+class ClientTool:
+    """A function tool the API client defined (and will run itself)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+
+def toolset_key(tools: tuple[ClientTool, ...]) -> str:
+    canonical = json.dumps([t.as_json() for t in tools], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+def _config(tools: tuple[ClientTool, ...]) -> dict[str, Any]:
+    names = [STRUCTURED_OUTPUT, *(t.name for t in tools)]
     return {
         "$schema": "https://opencode.ai/config.json",
         "plugin": [PLUGIN_PATH.resolve().as_uri()],
@@ -29,26 +55,29 @@ def workspace_config() -> dict[str, Any]:
         "compaction": {"auto": False, "prune": False},
         "agent": {
             AGENT: {
-                "description": "Pass-through agent of opencode-openai: no prompt, no tools.",
+                "description": "Pass-through agent of opencode-openai: no prompt, no host tools.",
                 "mode": "primary",
                 "prompt": " ",
-                # StructuredOutput is OpenCode's internal tool for `format` (response_format);
-                # it only exists on prompts that ask for it and runs no host code.
-                "tools": {"*": False, "StructuredOutput": True},
-                "permission": {"*": "deny", "StructuredOutput": "allow"},
+                # Only the client's tools are offered upstream; the plugin refuses to run any.
+                "tools": {"*": False, **dict.fromkeys(names, True)},
+                "permission": {"*": "deny", **dict.fromkeys(names, "allow")},
             }
         },
     }
 
 
-def prepare_workspace(directory: Path) -> Path:
-    """Create the workspace (idempotent) and return its absolute path."""
+def _write(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+def prepare_workspace(directory: Path, tools: tuple[ClientTool, ...] = ()) -> Path:
+    """Create a workspace (idempotent) and return its absolute path."""
     directory = directory.expanduser().resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "opencode.json"
-    text = json.dumps(workspace_config(), indent=2) + "\n"
-    if not config.exists() or config.read_text() != text:
-        tmp = config.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        tmp.replace(config)
+    _write(directory / "opencode.json", json.dumps(_config(tools), indent=2) + "\n")
+    if tools:
+        _write(directory / TOOLS_FILE, json.dumps([t.as_json() for t in tools], indent=2) + "\n")
     return directory

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     serve.add_argument("--host", default=env("OPENAI_PROXY_HOST", "127.0.0.1"),
                        help="address to listen on [OPENAI_PROXY_HOST]")
-    serve.add_argument("--port", type=int, default=int(env("OPENAI_PROXY_PORT", "4040")),
+    serve.add_argument("--port", type=int, default=env("OPENAI_PROXY_PORT", "4040"),
                        help="port to listen on [OPENAI_PROXY_PORT]")
     serve.add_argument("--api-key", "--key", dest="api_keys", action="append", metavar="KEY",
                        help="API key clients must send as a bearer token; repeat for several "
@@ -55,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth", action="store_true",
                        help="accept requests without a key (loopback hosts only)")
     serve.add_argument("--timeout", type=int, metavar="MS",
-                       default=int(env("OPENAI_PROXY_TIMEOUT", "60000")),
+                       default=env("OPENAI_PROXY_TIMEOUT", "60000"),
                        help="longest time a request may take, in ms [OPENAI_PROXY_TIMEOUT]")
     serve.add_argument("--max-body-bytes", type=int,
-                       default=int(env("OPENAI_PROXY_MAX_BODY_BYTES", str(32 * 1024 * 1024))),
+                       default=env("OPENAI_PROXY_MAX_BODY_BYTES", str(32 * 1024 * 1024)),
                        help="largest accepted request body [OPENAI_PROXY_MAX_BODY_BYTES]")
     serve.add_argument("--opencode-url", default=env("OPENCODE_URL"), metavar="URL",
                        help="attach to this running OpenCode server instead of starting one; its "

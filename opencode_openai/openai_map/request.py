@@ -8,14 +8,18 @@ on purpose; the spec's field descriptions say which.
 
 from __future__ import annotations
 
-import mimetypes
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import CatalogModel, ModelCatalog, TurnPlan
+from ..backend import CatalogModel, ClientTool, ModelCatalog, TurnPlan
 from ..errors import InvalidRequest, ModelNotFound, UnsupportedParameter
+from .messages import conversation
 
 __all__ = ["RequestOptions", "plan_from_request"]
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -28,17 +32,19 @@ class RequestOptions:
 
 
 # Fields whose only meaningful values are the default; anything else is refused, not dropped.
-_REFUSED = {
+_REFUSED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "logprobs": (lambda v: v is True, "log probabilities are not available through OpenCode"),
     "top_logprobs": (lambda v: v is not None, "log probabilities are not available through OpenCode"),
     "logit_bias": (lambda v: bool(v), "logit_bias cannot be passed through OpenCode"),
     "audio": (lambda v: v is not None, "audio output is not supported"),
     "modalities": (lambda v: v not in (None, ["text"]), "only the text modality is supported"),
     "web_search_options": (lambda v: v is not None, "web search is not supported"),
-    "tools": (lambda v: bool(v), "tool calling is not supported by this gateway yet"),
-    "functions": (lambda v: bool(v), "function calling is not supported by this gateway yet"),
-    "tool_choice": (lambda v: v not in (None, "none", "auto"), "tool calling is not supported yet"),
-    "function_call": (lambda v: v not in (None, "none", "auto"), "function calling is not supported yet"),
+    "functions": (lambda v: v is not None, "`functions` is deprecated and not supported; send `tools`"),
+    "function_call": (lambda v: v is not None, "`function_call` is deprecated and not supported; send `tool_choice`"),
+    "tool_choice": (
+        lambda v: v not in (None, "auto", "none"),
+        "OpenCode cannot force a tool choice; only `auto` and `none` are supported",
+    ),
 }
 
 
@@ -49,13 +55,20 @@ def plan_from_request(body: dict[str, Any], catalog: ModelCatalog) -> tuple[Turn
     for field, (refused, why) in _REFUSED.items():
         if refused(body.get(field)):
             raise UnsupportedParameter(field, f"`{field}`: {why}")
-    system, messages = _conversation(body["messages"], model)
+    output_schema = _output_schema(body.get("response_format"))
+    tools = _tools(body.get("tools"), body.get("tool_choice"))
+    if tools and output_schema is not None:
+        raise UnsupportedParameter(
+            "response_format", "response_format cannot be combined with tools through OpenCode"
+        )
+    system, messages = conversation(body["messages"], model)
     plan = TurnPlan(
         model=model.ref,
         system=system,
         messages=messages,
-        params=_params(body),
-        output_schema=_output_schema(body.get("response_format")),
+        params=_params(body, with_tools=bool(tools)),
+        output_schema=output_schema,
+        tools=tools,
     )
     stream = bool(body.get("stream"))
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
@@ -69,87 +82,41 @@ def _resolve_model(requested: str, catalog: ModelCatalog) -> CatalogModel:
     return model
 
 
-def _image_part(part: dict[str, Any], model: CatalogModel, param: str) -> dict[str, Any]:
-    if not model.image_input:
-        raise InvalidRequest(
-            f"the model `{model.ref.id}` does not accept image input", param=param,
-            code="model_not_multimodal",
-        )
-    url = (part.get("image_url") or {}).get("url")
-    if not isinstance(url, str) or not url:
-        raise InvalidRequest("an image_url part needs `image_url.url`", param=param)
-    if url.startswith("data:"):
-        mime = url[5:].split(";", 1)[0].split(",", 1)[0]
-    elif url.startswith(("http://", "https://")):
-        mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/png"
-    else:
-        raise InvalidRequest("image_url.url must be a data: URL or an http(s) URL", param=param)
-    if not mime.startswith("image/"):
-        raise InvalidRequest(f"`{mime}` is not an image type", param=param)
-    return {"type": "file", "mime": mime, "url": url, "filename": "image"}
-
-
-def _parts(content: Any, index: int, model: CatalogModel) -> list[dict[str, Any]]:
-    """Message content (a string, or an array of parts) as OpenCode parts."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    parts = []
-    for j, part in enumerate(content):
-        param = f"messages[{index}].content[{j}]"
-        kind = part.get("type")
-        if kind == "text":
-            parts.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
-            parts.append(_image_part(part, model, param))
-        else:
-            raise UnsupportedParameter(
-                param, f"content part type `{kind}` is not supported; send text or image_url parts"
+def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[ClientTool, ...]:
+    """The client's function tools; `tool_choice: none` offers none of them to this call."""
+    if not tools or tool_choice == "none":
+        return ()
+    result: dict[str, ClientTool] = {}
+    for i, tool in enumerate(tools):
+        function = tool.get("function") or {}
+        name = function.get("name")
+        if tool.get("type", "function") != "function":
+            raise UnsupportedParameter(f"tools[{i}].type", "only `function` tools are supported")
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+            raise InvalidRequest(
+                "a tool name must match ^[a-zA-Z0-9_-]{1,64}$", param=f"tools[{i}].function.name"
             )
-    return parts
-
-
-def _conversation(
-    messages: list[dict[str, Any]], model: CatalogModel
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """System texts (in order) and the user/assistant turns, each as OpenCode parts."""
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        role = message["role"]
-        parts = _parts(message.get("content"), i, model)
-        if role in ("system", "developer"):
-            if any(p["type"] != "text" for p in parts):
-                raise InvalidRequest("system messages take text only", param=f"messages[{i}].content")
-            system.append("".join(p["text"] for p in parts))
-        elif role in ("user", "assistant"):
-            if role == "assistant" and message.get("tool_calls"):
-                raise UnsupportedParameter(
-                    f"messages[{i}].tool_calls", "tool calls are not supported by this gateway yet"
-                )
-            turns.append({"role": role, "parts": parts or [{"type": "text", "text": ""}]})
-        else:
-            raise UnsupportedParameter(
-                f"messages[{i}].role", f"`{role}` messages are not supported by this gateway yet"
-            )
-    if not any(t["role"] == "user" for t in turns):
-        raise InvalidRequest("messages must contain at least one user message", param="messages")
-    return system, turns
+        if name in result:
+            raise InvalidRequest(f"tool `{name}` is defined twice", param=f"tools[{i}].function.name")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        result[name] = ClientTool(name, function.get("description") or "", parameters)
+    return tuple(result.values())
 
 
 def _output_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
     """response_format as the JSON Schema OpenCode's structured output must satisfy."""
-    kind = (response_format or {}).get("type", "text")
+    if not response_format:
+        return None
+    kind = response_format.get("type", "text")
     if kind == "json_object":
         return {"type": "object"}
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")  # type: ignore[union-attr]
+        schema = (response_format.get("json_schema") or {}).get("schema")
         return schema if isinstance(schema, dict) else {"type": "object"}
     return None
 
 
-def _params(body: dict[str, Any]) -> dict[str, Any]:
+def _params(body: dict[str, Any], *, with_tools: bool) -> dict[str, Any]:
     """Sampling settings in the plugin's format (`chat.params` output fields and options)."""
     params: dict[str, Any] = {}
     if body.get("temperature") is not None:
@@ -165,6 +132,8 @@ def _params(body: dict[str, Any]) -> dict[str, Any]:
         for key in ("seed", "stop", "presence_penalty", "frequency_penalty", "user")
         if body.get(key) is not None
     }
+    if with_tools and body.get("parallel_tool_calls") is not None:
+        options["parallel_tool_calls"] = body["parallel_tool_calls"]
     if body.get("reasoning_effort") is not None:
         # The AI SDK writes `reasoning_effort` itself from this provider option.
         options["reasoningEffort"] = body["reasoning_effort"]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import ReasoningDelta, TextDelta, TurnEvent, TurnFinished, Usage
+from ..backend import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
 
 __all__ = [
     "CompletionMeta",
@@ -62,14 +62,26 @@ def role_chunk(meta: CompletionMeta) -> dict[str, Any]:
     return _chunk(meta, [_choice({"role": "assistant", "content": ""})])
 
 
-def _delta(event: TextDelta | ReasoningDelta) -> dict[str, Any]:
+Delta = TextDelta | ReasoningDelta | ToolCallDelta
+
+
+def _tool_call_delta(event: ToolCallDelta) -> dict[str, Any]:
+    if event.id is not None:  # the first delta of a call names it, arguments follow
+        return {"index": event.index, "id": event.id, "type": "function",
+                "function": {"name": event.name, "arguments": event.arguments}}
+    return {"index": event.index, "function": {"arguments": event.arguments}}
+
+
+def _delta(event: Delta) -> dict[str, Any]:
     if isinstance(event, TextDelta):
         return {"content": event.text}
+    if isinstance(event, ToolCallDelta):
+        return {"tool_calls": [_tool_call_delta(event)]}
     # `reasoning_content` is the de-facto field (DeepSeek, vLLM); some clients read `reasoning`.
     return {"reasoning_content": event.text, "reasoning": event.text}
 
 
-def chunk_from_event(meta: CompletionMeta, event: TextDelta | ReasoningDelta) -> dict[str, Any]:
+def chunk_from_event(meta: CompletionMeta, event: Delta) -> dict[str, Any]:
     return _chunk(meta, [_choice(_delta(event))])
 
 
@@ -84,13 +96,21 @@ def usage_chunk(meta: CompletionMeta, usage: Usage) -> dict[str, Any]:
 def completion_from_events(meta: CompletionMeta, events: Iterable[TurnEvent]) -> dict[str, Any]:
     """The non-stream reply: the same deltas a stream would carry, concatenated."""
     message: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+    calls: dict[int, dict[str, Any]] = {}
     finished = TurnFinished("stop", Usage())
     for event in events:
         if isinstance(event, TurnFinished):
             finished = event
-            continue
-        for key, text in _delta(event).items():
-            message[key] = (message.get(key) or "") + text
+        elif isinstance(event, ToolCallDelta):
+            call = calls.setdefault(event.index, {"id": event.id, "type": "function",
+                                                  "function": {"name": event.name, "arguments": ""}})
+            call["function"]["arguments"] += event.arguments
+        else:
+            for key, text in _delta(event).items():
+                message[key] = (message.get(key) or "") + text
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+        message["content"] = message["content"] or None
     return {
         "id": meta.id,
         "object": "chat.completion",

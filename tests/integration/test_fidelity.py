@@ -191,14 +191,14 @@ def test_sessions_return_to_the_pool_bound(gateway: GatewayServer, client: opena
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(one, range(40))) == ["ok"] * 40
-    assert gateway.backend is not None and gateway.backend.process is not None
-    process = gateway.backend.process
+    backend = gateway.backend
+    assert backend is not None and backend.process is not None and backend.main is not None
     time.sleep(0.5)
     sessions = httpx.get(
-        f"{process.url}/session", params={"directory": gateway.backend.client.directory},
-        auth=("opencode", process.password),
+        f"{backend.process.url}/session", params={"directory": str(backend.main.directory)},
+        auth=("opencode", backend.process.password),
     ).json()
-    assert len(sessions) <= gateway.backend.sessions.max_idle
+    assert len(sessions) <= backend.main.sessions.max_idle
     health = httpx.get(f"{gateway.url}/health").json()
     assert health["backend"]["sessions"]["in_use"] == 0
 
