@@ -1,0 +1,78 @@
+"""Checks gateway responses and stream chunks against OpenAI's own schemas (contract/openai/).
+
+Our spec could drift from OpenAI's without any test noticing; this holds what the gateway
+actually sends to the schemas OpenAI publishes, which is what OpenAI clients are built on.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SCHEMAS_PATH = Path(__file__).resolve().parent / "openai" / "schemas.json"
+_URI = "urn:openai-openapi"
+
+
+def _response_schema(request: httpx.Request, status: int) -> str | None:
+    """Which OpenAI schema a JSON response of the gateway's OpenAI API must satisfy."""
+    method, path = request.method, request.url.path
+    if not path.startswith("/v1/"):
+        return None
+    if status >= 400:
+        return "ErrorResponse"
+    if (method, path) == ("POST", "/v1/chat/completions"):
+        return "CreateChatCompletionResponse"
+    if (method, path) == ("GET", "/v1/models"):
+        return "ListModelsResponse"
+    if method == "GET" and path.startswith("/v1/models/"):
+        return "Model"
+    return None
+
+
+class OpenAISchemas:
+    """The vendored OpenAI schemas, as JSON Schema 2020-12 validators."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        resource = Resource.from_contents(document, default_specification=DRAFT202012)
+        self._registry: Registry[Any] = Registry().with_resource(_URI, resource)
+        self._validators: dict[str, Draft202012Validator] = {}
+
+    def validator(self, name: str) -> Draft202012Validator:
+        if name not in self._validators:
+            schema = {"$ref": f"{_URI}#/components/schemas/{name}"}
+            self._validators[name] = Draft202012Validator(schema, registry=self._registry)
+        return self._validators[name]
+
+    def validate(self, name: str, value: Any) -> list[str]:
+        """Problems of `value` as an instance of OpenAI's `name` schema."""
+        errors = sorted(self.validator(name).iter_errors(value), key=lambda e: list(e.absolute_path))
+        return [
+            f"not a valid OpenAI {name}: at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
+            for e in errors
+        ]
+
+    def response(self, request: httpx.Request, response: httpx.Response, body: bytes) -> list[str]:
+        name = _response_schema(request, response.status_code)
+        if name is None or response.headers.get("content-type", "").startswith("text/event-stream"):
+            return []
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return [f"status {response.status_code}: body is not JSON: {body[:200]!r}"]
+        return [f"status {response.status_code}: {p}" for p in self.validate(name, value)]
+
+    def event(self, payload: Any) -> list[str]:
+        is_error = isinstance(payload, dict) and "error" in payload
+        return self.validate("ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload)
+
+
+@cache
+def openai_schemas() -> OpenAISchemas:
+    return OpenAISchemas(json.loads(SCHEMAS_PATH.read_text()))

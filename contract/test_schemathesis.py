@@ -1,0 +1,112 @@
+"""Schemathesis fuzzes the running gateway (real uvicorn, real OpenCode, fake upstream).
+
+All of Schemathesis' checks run on positive and negative data, once with the API key and
+once without, plus a stateful run (list models, then retrieve one: a link Schemathesis
+infers). Every response also goes through the contract checks the integration tests use,
+so fuzzed streams are checked chunk by chunk too. Fixed seed, deterministic generation and
+small example counts keep the run reproducible and short.
+"""
+
+from __future__ import annotations
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis import Case, CheckContext, HookContext, Response
+
+from contract.openapi_check import SPEC_PATH
+from contract.transport import default_contracts, whole_problems
+from tests.support.gateway import API_KEY, GatewayServer
+
+pytestmark = pytest.mark.opencode
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+OPEN_PATHS = {"/health"}
+
+CONFIG = {
+    "seed": 6,
+    "cache": {"enabled": False},  # no replay of earlier runs' failures: each run stands alone
+    "generation": {"mode": "all", "max-examples": 15, "deterministic": True, "database": "none"},
+    "phases": {"stateful": {"max-steps": 6}},
+    "operations": [
+        {
+            # The spec documents 400s for some schema-valid requests (n > 1, logprobs, per-role
+            # message rules, ...) and 404 for unknown models: valid data may get those.
+            "include-operation-id": "create_chat_completion",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [200, 400, 404]}},
+        }
+    ],
+}
+
+
+def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> bool:
+    """The contract checks of the integration tests (stream chunks, OpenAI's schemas) on a fuzzed response."""
+    sent = response.request
+    request = httpx.Request(str(sent.method), str(sent.url), headers=dict(sent.headers))
+    headers = [(name, value) for name, values in response.headers.items() for value in values]
+    received = httpx.Response(response.status_code, headers=headers, request=request)
+    problems = whole_problems(
+        default_contracts(), request, received, response.content, complete=not response.stream_cut_short
+    )
+    assert not problems, "\n".join(problems)
+    return True
+
+
+def needs_the_key(ctx: CheckContext, response: Response, case: Case) -> bool:
+    """Without the key, every declared operation but /health is 401 (an undeclared method stays 405)."""
+    if case.operation.path not in OPEN_PATHS and case.method.upper() == case.operation.method.upper():
+        assert response.status_code == 401, f"expected 401 without an API key, got {response.status_code}"
+    return True
+
+
+# Loaded from the file (the gateway serves the same document): schemathesis' fixture-based
+# lazy loader does not work with pytest 9 (it reads `request.node._nodeid`).
+schema = schemathesis.openapi.from_path(SPEC_PATH, config=schemathesis.Config.from_dict(CONFIG))
+
+
+#: Requests random generation hardly ever makes (a known model, streamed or with sampling
+#: settings), added as explicit examples so that they reach OpenCode and the fake upstream.
+CHAT_EXAMPLES = [
+    {"model": "fake/fake-model", "stream": True, "stream_options": {"include_usage": True},
+     "messages": [{"role": "user", "content": "stream with usage"}]},
+    {"model": "fake/fake-model", "stream": True,
+     "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": [{"type": "text", "text": "parts"}]}]},
+    {"model": "fake/fake-reasoning-model", "temperature": 0.5, "top_p": 0.9, "max_tokens": 50, "stop": ["END"],
+     "seed": 1, "messages": [{"role": "user", "content": "sampling settings"}]},
+]  # fmt: skip
+
+
+@schema.hook
+def before_add_examples(context: HookContext, examples: list[Case]) -> None:
+    if context.operation is not None and context.operation.path == "/v1/chat/completions":
+        examples += [context.operation.Case(body=body, media_type="application/json") for body in CHAT_EXAMPLES]
+
+
+@schema.parametrize()
+def test_with_key(case: Case, gateway: GatewayServer) -> None:
+    case.call_and_validate(base_url=gateway.url, headers=AUTH, additional_checks=[conforms_to_contracts])
+
+
+@schema.parametrize()
+def test_without_key(case: Case, gateway: GatewayServer) -> None:
+    (case.headers or {}).pop("Authorization", None)
+    # Without a key, 401 is the only right answer, whatever the data: the positive-data check
+    # (which expects a schema-valid request to be served) does not apply.
+    case.call_and_validate(
+        base_url=gateway.url,
+        additional_checks=[conforms_to_contracts, needs_the_key],
+        excluded_checks=[positive_data_acceptance],
+    )
+
+
+def test_stateful(gateway: GatewayServer) -> None:
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Case) -> dict[str, object]:
+            return {"base_url": gateway.url, "headers": AUTH}
+
+        def validate_response(self, response: Response, case: Case, **kwargs: object) -> None:
+            super().validate_response(response, case, additional_checks=[conforms_to_contracts], **kwargs)
+
+    Machine.run(settings=hypothesis.settings(max_examples=15, derandomize=True, database=None, deadline=None))

@@ -1,0 +1,170 @@
+"""An httpx transport that holds every response the gateway sends to the contract.
+
+Tests talk to the gateway through it (the `client` and `http` fixtures), so each response
+they see is checked, and each event of a stream is checked as it passes, without holding
+the stream back. A violation is raised where it is seen (a ContractViolation, which is an
+AssertionError) and also kept in `violations`, because a client may swallow the raise
+(the openai SDK turns it into APIConnectionError); `assert_clean` reports them all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import httpx
+
+from .openai_check import openai_schemas
+from .openapi_check import our_spec
+from .sse import EventParser
+
+#: What a stream's head is checked with (one SSE comment): its events are checked one by one.
+STREAM_STAND_IN = b": checked event by event\n\n"
+
+
+class Contract(Protocol):
+    """One document responses are held to; each method returns the problems it finds."""
+
+    def response(self, request: httpx.Request, response: httpx.Response, body: bytes) -> list[str]: ...
+
+    def event(self, payload: Any) -> list[str]: ...
+
+
+class ContractViolation(AssertionError):
+    """A response or stream event that contradicts a contract."""
+
+
+def default_contracts() -> tuple[Contract, ...]:
+    """Our spec, and OpenAI's own schemas: a response must satisfy both."""
+    return (our_spec(), openai_schemas())
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+class StreamCheck:
+    """The rules of one chat completion stream, applied event by event.
+
+    Each `data:` is a chunk or an error event, checked by every contract; all chunks share
+    `id`, `created` and `model`; nothing but `[DONE]` follows an error event; `[DONE]` is
+    last, and the stream does not end without it.
+    """
+
+    def __init__(self, contracts: Sequence[Contract]) -> None:
+        self._contracts = contracts
+        self._parser = EventParser()
+        self._identity: tuple[Any, ...] | None = None
+        self._errored = False
+        self._done = False
+
+    def feed(self, chunk: bytes) -> list[str]:
+        return [p for data in self._parser.feed(chunk) for p in self._event(data)]
+
+    def end(self) -> list[str]:
+        """Problems of how the stream ended; only for a stream that was read to its end."""
+        problems = [] if self._done else ["stream ended without data: [DONE]"]
+        if self._parser.leftover.strip():
+            problems.append(f"stream ended inside an event: {self._parser.leftover[:200]!r}")
+        return problems
+
+    def _event(self, data: str) -> list[str]:
+        if self._done:
+            return [f"event after [DONE]: {data[:200]}"]
+        if data == "[DONE]":
+            self._done = True
+            return []
+        if self._errored:
+            return [f"event after an error event: {data[:200]}"]
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return [f"event is not JSON: {data[:200]}"]
+        problems = [p for c in self._contracts for p in c.event(payload)]
+        if isinstance(payload, dict) and "error" in payload:
+            self._errored = True
+        elif isinstance(payload, dict):
+            identity = (payload.get("id"), payload.get("created"), payload.get("model"))
+            self._identity = self._identity or identity
+            if identity != self._identity:
+                problems.append(
+                    f"chunk (id, created, model) {identity} differs from the first chunk's {self._identity}"
+                )
+        return problems
+
+
+def head_problems(contracts: Sequence[Contract], request: httpx.Request, response: httpx.Response) -> list[str]:
+    """Problems of a stream's status and media type (its body is the events' business)."""
+    return [p for c in contracts for p in c.response(request, response, STREAM_STAND_IN)]
+
+
+def whole_problems(
+    contracts: Sequence[Contract],
+    request: httpx.Request,
+    response: httpx.Response,
+    body: bytes,
+    *,
+    complete: bool = True,
+) -> list[str]:
+    """Problems of a response read in full; `complete=False` when a stream was cut short on purpose."""
+    if not is_event_stream(response):
+        return [p for c in contracts for p in c.response(request, response, body)]
+    stream = StreamCheck(contracts)
+    return head_problems(contracts, request, response) + stream.feed(body) + (stream.end() if complete else [])
+
+
+class ValidatingTransport(httpx.BaseTransport):
+    def __init__(self, contracts: Sequence[Contract] | None = None, inner: httpx.BaseTransport | None = None) -> None:
+        self.contracts = tuple(contracts) if contracts is not None else default_contracts()
+        self.inner = inner or httpx.HTTPTransport()
+        self.violations: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if is_event_stream(response):
+            self.report(request, head_problems(self.contracts, request, response))
+            stream = _CheckedStream(response.stream, StreamCheck(self.contracts), lambda p: self.report(request, p))
+            return _rebuilt(request, response, stream)
+        # The gateway does not compress, so the decoded body is also the body on the wire.
+        body = response.read()
+        self.report(request, whole_problems(self.contracts, request, response, body))
+        return _rebuilt(request, response, httpx.ByteStream(body))
+
+    def report(self, request: httpx.Request, problems: list[str]) -> None:
+        if problems:
+            found = [f"{request.method} {request.url.raw_path.decode()}: {p}" for p in problems]
+            self.violations += found
+            raise ContractViolation("\n".join(found))
+
+    def assert_clean(self) -> None:
+        """Fail if any response seen so far broke a contract (even if the client hid it)."""
+        assert not self.violations, "contract violations:\n" + "\n".join(self.violations)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _rebuilt(request: httpx.Request, response: httpx.Response, stream: httpx.SyncByteStream) -> httpx.Response:
+    return httpx.Response(
+        response.status_code, headers=response.headers, stream=stream, extensions=response.extensions, request=request
+    )
+
+
+class _CheckedStream(httpx.SyncByteStream):
+    """Passes each piece of the body on at once, after the stream check has seen it."""
+
+    def __init__(self, inner: httpx.SyncByteStream, check: StreamCheck, report: Callable[[list[str]], None]) -> None:
+        self._inner = inner
+        self._check = check
+        self._report = report
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            self._report(self._check.feed(chunk))
+            yield chunk
+        # Only a stream read to its end must have ended properly; a reader may stop early.
+        self._report(self._check.end())
+
+    def close(self) -> None:
+        self._inner.close()
