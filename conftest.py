@@ -14,8 +14,10 @@ import httpx
 import openai
 import pytest
 
+from contract.transport import ValidatingTransport
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import API_KEY, GatewayServer, free_port, gateway_config
+from opencode_openai.config import Secret
+from tests.support.gateway import API_KEY, CORS_ORIGIN, SECOND_KEY, GatewayServer, free_port, gateway_config
 
 
 @pytest.fixture(scope="session")
@@ -36,19 +38,22 @@ def gateway(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactor
 def tight_gateway(
     gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
-    """Attach mode, against the embedded gateway's OpenCode: 2 s timeout, 64 KiB bodies."""
+    """Attach mode, against the embedded gateway's OpenCode: 3 s timeout, 64 KiB bodies,
+    2 turns running + 2 queued, CORS for one origin, and a second key."""
     assert gateway.backend is not None and gateway.backend.process is not None
     process = gateway.backend.process
-    from opencode_openai.config import Secret
 
     config = replace(
         gateway.config,
         port=free_port(),
         opencode_url=process.url,
         opencode_password=Secret(process.password),
-        timeout_s=2.0,
+        timeout_s=3.0,
         max_body_bytes=64 * 1024,
-        state_dir=tmp_path_factory.mktemp("tight") / "state",
+        max_concurrent_turns=2,
+        max_queued_turns=2,
+        cors_origins=(CORS_ORIGIN,),
+        api_keys=(Secret(API_KEY), Secret(SECOND_KEY)),
     )
     server = GatewayServer(config).start()
     yield server
@@ -56,15 +61,24 @@ def tight_gateway(
 
 
 @pytest.fixture
-def client(gateway: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=30)
+def client(gateway: GatewayServer) -> Iterator[openai.OpenAI]:
+    """The openai SDK on the gateway; every response and chunk is checked against the contract."""
+    transport = ValidatingTransport()
+    with httpx.Client(transport=transport, timeout=30) as http_client:
+        yield openai.OpenAI(
+            base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=30, http_client=http_client
+        )
+    transport.assert_clean()
 
 
 @pytest.fixture
 def http(gateway: GatewayServer) -> Iterator[httpx.Client]:
+    """httpx with the API key on the gateway; every response and chunk is checked against the contract."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as c:
+    transport = ValidatingTransport()
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=30, transport=transport) as c:
         yield c
+    transport.assert_clean()
 
 
 @pytest.fixture

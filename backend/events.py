@@ -2,8 +2,8 @@
 
 OpenCode sends the events of every session on one SSE stream; opening one per request costs
 latency, so a single reader feeds a queue per subscribed session. When the stream breaks it
-reconnects, and tells every subscriber with a `stream.reconnected` event so a turn that may have
-missed events can read its session's messages instead.
+reconnects; every subscriber is told with `stream.lost` and `stream.reconnected` events, so a
+turn that may have missed events can check OpenCode is alive and read its session's messages.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import Any
 
 from .client import OpenCodeClient
 
-__all__ = ["EventStream", "RECONNECTED"]
+__all__ = ["LOST", "RECONNECTED", "EventStream"]
 
 log = logging.getLogger("opencode_openai.events")
 
+#: Synthetic events told to every subscriber: the stream broke / is back (events may be lost).
+LOST = "stream.lost"
 RECONNECTED = "stream.reconnected"
 
 
@@ -29,6 +31,7 @@ class EventStream:
         self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._ever_connected = False
 
     def start(self) -> None:
         if self._task is None:
@@ -58,7 +61,6 @@ class EventStream:
 
     async def _run(self) -> None:
         delay = 0.05
-        first = True
         while True:
             try:
                 async with self._client.event_lines() as lines:
@@ -67,11 +69,11 @@ class EventStream:
                             continue
                         event = json.loads(line[5:])
                         if event.get("type") == "server.connected":
+                            if self._ever_connected:
+                                self._broadcast({"type": RECONNECTED, "properties": {}})
+                            self._ever_connected = True
                             self._connected.set()
                             delay = 0.05
-                            if not first:
-                                self._broadcast({"type": RECONNECTED, "properties": {}})
-                            first = False
                             continue
                         self._dispatch(event)
             except asyncio.CancelledError:
@@ -79,6 +81,7 @@ class EventStream:
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
                 log.warning("OpenCode event stream failed (%s); reconnecting", exc)
             self._connected.clear()
+            self._broadcast({"type": LOST, "properties": {}})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 

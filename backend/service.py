@@ -21,6 +21,7 @@ from ..errors import BackendUnavailable, GatewayError
 from .catalog import ModelCatalog
 from .client import OpenCodeClient
 from .instance import WorkspaceInstance
+from .limiter import TurnLimiter
 from .process import OpenCodeProcess, find_opencode
 from .workspace import AGENT, ClientTool, prepare_workspace, toolset_key
 
@@ -50,6 +51,7 @@ class OpenCodeBackend:
         self._toolset_lock = asyncio.Lock()
         self._base_url = ""
         self._password: str | None = None
+        self.limiter = TurnLimiter(config.max_concurrent_turns, config.max_queued_turns)
         self._on_ready = on_ready
         self._starter: asyncio.Task[None] | None = None
 
@@ -78,6 +80,8 @@ class OpenCodeBackend:
                 workspace=workspace,
                 user_config=config.opencode_config,
                 isolated=config.isolated,
+                state_dir=config.state_dir,
+                on_exit=self._after_exit,
                 on_restart=self._after_restart,
             )
             await self.process.start()
@@ -123,11 +127,14 @@ class OpenCodeBackend:
                 "see the same filesystem as the gateway (see README, attach mode)"
             )
 
-    async def _after_restart(self) -> None:
-        """A restarted OpenCode has none of our sessions or instances: start them afresh."""
+    def _after_exit(self) -> None:
+        """OpenCode died: refuse new requests (503, Retry-After) until it is back."""
         self.state = "restarting"
         for instance in self._instances():
             instance.sessions.forget()
+
+    async def _after_restart(self) -> None:
+        """A restarted OpenCode has none of our sessions or instances: warm up afresh."""
         try:
             await self._become_ready()
         except Exception as exc:  # noqa: BLE001 - the next death restarts it again
@@ -153,9 +160,7 @@ class OpenCodeBackend:
     def ensure_ready(self) -> None:
         if self.state != "ready":
             detail = f": {self.error}" if self.error else ""
-            raise BackendUnavailable(
-                f"the OpenCode backend is {self.state}{detail}", headers={"Retry-After": "1"}
-            )
+            raise BackendUnavailable(f"the OpenCode backend is {self.state}{detail}")
 
     async def refresh_catalog(self) -> None:
         assert self.main is not None
@@ -199,4 +204,5 @@ class OpenCodeBackend:
                 "idle": sum(i.sessions.idle for i in instances),
                 "in_use": sum(i.sessions.in_use for i in instances),
             },
+            "turns": {"running": self.limiter.active, "queued": self.limiter.waiting},
         }

@@ -10,6 +10,7 @@ running and the session goes back to the pool (or is deleted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,12 +18,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, BackendTimeout, GatewayError, UpstreamFailed
+from ..errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, UpstreamFailed
 from .catalog import ModelRef
-from .events import RECONNECTED
+from .events import LOST, RECONNECTED
 from .workspace import AGENT, STRUCTURED_OUTPUT, ClientTool
 
 if TYPE_CHECKING:
+    from .instance import WorkspaceInstance
     from .service import OpenCodeBackend
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
 log = logging.getLogger("opencode_openai.turn")
 
 PLUGIN_KEY = "opencode-openai"
+#: With no event for this long, read the session's messages: the event stream may be stalled.
+SILENCE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -150,10 +154,13 @@ class _Turn:
         self.finish: str | None = None
         self.tokens: dict[str, Any] | None = None
         self.output: Any = None
+        #: After events were lost, deltas no longer line up with what was sent: only whole
+        #: snapshots of a part (which OpenCode sends when the part ends) are used from then on.
+        self.snapshots_only = False
 
     def _text(self, part_id: str, text: str, *, whole: bool) -> list[TurnEvent]:
         kind = self.part_kinds.get(part_id)
-        if kind not in ("text", "reasoning") or not text:
+        if kind not in ("text", "reasoning") or not text or (self.snapshots_only and not whole):
             return []
         if whole:  # a full snapshot: send only what the deltas have not sent yet
             text = text[self.sent.get(part_id, 0) :]
@@ -267,11 +274,48 @@ async def run_turn(
     backend: OpenCodeBackend, plan: TurnPlan, *, timeout_s: float
 ) -> AsyncIterator[TurnEvent]:
     deadline = time.monotonic() + timeout_s
+    # Waiting for a slot may take half the request's time at most: the rest is for the turn.
+    async with backend.limiter.slot(timeout_s / 2):
+        async with contextlib.aclosing(_run(backend, plan, deadline, timeout_s)) as events:
+            async for event in events:
+                yield event
+
+
+async def _recovered(instance: WorkspaceInstance, session_id: str, since_ms: float) -> list[dict[str, Any]]:
+    """The turn's state read from the session's messages, replayed as events.
+
+    Used where events may have been lost (the stream broke or went silent). Snapshots never
+    repeat text already sent: the fold only emits what its deltas have not.
+    """
+    events: list[dict[str, Any]] = []
+    for message in await instance.client.messages(session_id):
+        info = message.get("info") or {}
+        if info.get("role") != "assistant" or (info.get("time") or {}).get("created", 0) < since_ms:
+            continue
+        events.append({"type": "message.updated", "properties": {"info": info}})
+        events += [{"type": "message.part.updated", "properties": {"part": p}} for p in message.get("parts") or []]
+        if (info.get("time") or {}).get("completed"):
+            events.append({"type": "session.idle", "properties": {}})
+    return events
+
+
+async def _alive(instance: WorkspaceInstance) -> bool:
+    try:
+        await instance.client.health(timeout=0.5)
+    except GatewayError:
+        return False
+    return True
+
+
+async def _run(
+    backend: OpenCodeBackend, plan: TurnPlan, deadline: float, timeout_s: float
+) -> AsyncIterator[TurnEvent]:
     instance = await backend.instance_for(plan.tools)
     session_id = await instance.sessions.acquire()
     queue = instance.events.subscribe(session_id)
     clean = False
     try:
+        since_ms = time.time() * 1000 - 1000  # slack for clock granularity
         await instance.client.prompt_async(session_id, _prompt_body(plan))
         turn = _Turn(plan.output_schema is not None, {t.name for t in plan.tools})
         while True:
@@ -281,25 +325,38 @@ async def run_turn(
                     f"the model did not finish within OPENAI_PROXY_TIMEOUT ({timeout_s:g} s)"
                 )
             try:
-                event = await asyncio.wait_for(queue.get(), remaining)
+                event = await asyncio.wait_for(queue.get(), min(remaining, SILENCE_S))
             except asyncio.TimeoutError:
-                continue
-            if event.get("type") == RECONNECTED:
-                log.warning("event stream reconnected during session %s", session_id)
-                continue
-            for out in turn.fold(event):
-                yield out
-            if turn.stopped_at_tool_call:
-                # Stop here: nothing runs on the host and no second step (agent loop) may
-                # start. The plugin refuses a second model call as a backstop.
-                for out in turn.finished():
+                batch = await _recovered(instance, session_id, since_ms)
+            else:
+                kind = event.get("type")
+                if kind == LOST:
+                    if not await _alive(instance):
+                        raise BackendUnavailable(
+                            "OpenCode stopped during the request; retry shortly",
+                            headers={"Retry-After": "2"},
+                        )
+                    continue
+                if kind == RECONNECTED:
+                    log.warning("event stream reconnected during session %s", session_id)
+                    turn.snapshots_only = True
+                    batch = await _recovered(instance, session_id, since_ms)
+                else:
+                    batch = [event]
+            for event in batch:
+                for out in turn.fold(event):
                     yield out
-                return
-            if event.get("type") == "session.idle":
-                clean = True
-                for out in turn.finished():
-                    yield out
-                return
+                if turn.stopped_at_tool_call:
+                    # Stop here: nothing runs on the host and no second step (agent loop) may
+                    # start. The plugin refuses a second model call as a backstop.
+                    for out in turn.finished():
+                        yield out
+                    return
+                if event.get("type") == "session.idle":
+                    clean = True
+                    for out in turn.finished():
+                        yield out
+                    return
     finally:
         instance.events.unsubscribe(session_id)
         instance.sessions.release(session_id, clean=clean)

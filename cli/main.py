@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", "--key", dest="api_keys", action="append", metavar="KEY",
                        help="API key clients must send as a bearer token; repeat for several "
                        "[OPENAI_PROXY_API_KEY]; without one a random key is generated and printed")
+    serve.add_argument("--api-key-file", type=Path, default=env("OPENAI_PROXY_API_KEY_FILE"),
+                       metavar="FILE",
+                       help="file with accepted API keys, one per line ('#' comments) "
+                       "[OPENAI_PROXY_API_KEY_FILE]")
     serve.add_argument("--no-auth", action="store_true",
                        help="accept requests without a key (loopback hosts only)")
     serve.add_argument("--timeout", type=int, metavar="MS",
@@ -60,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int,
                        default=env("OPENAI_PROXY_MAX_BODY_BYTES", str(32 * 1024 * 1024)),
                        help="largest accepted request body [OPENAI_PROXY_MAX_BODY_BYTES]")
+    serve.add_argument("--max-concurrent-turns", type=int,
+                       default=env("OPENCODE_OPENAI_MAX_CONCURRENT_TURNS", "64"),
+                       help="chat requests running at once; more wait in a queue "
+                       "[OPENCODE_OPENAI_MAX_CONCURRENT_TURNS]")
+    serve.add_argument("--max-queued-turns", type=int,
+                       default=env("OPENCODE_OPENAI_MAX_QUEUED_TURNS", "128"),
+                       help="chat requests waiting for a slot; beyond, 429 with Retry-After "
+                       "[OPENCODE_OPENAI_MAX_QUEUED_TURNS]")
+    serve.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
+                       help="allow browser requests from this origin (repeat for several; CORS "
+                       "is off by default) [OPENCODE_OPENAI_CORS_ORIGINS, comma-separated]")
+    serve.add_argument("--shutdown-grace", type=float, metavar="SECONDS",
+                       default=env("OPENCODE_OPENAI_SHUTDOWN_GRACE", "10"),
+                       help="on SIGTERM, how long running requests may take to finish "
+                       "[OPENCODE_OPENAI_SHUTDOWN_GRACE]")
     serve.add_argument("--opencode-url", default=env("OPENCODE_URL"), metavar="URL",
                        help="attach to this running OpenCode server instead of starting one; its "
                        "password is read from OPENCODE_SERVER_PASSWORD [OPENCODE_URL]")
@@ -93,6 +112,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
     keys = list(args.api_keys or [])
     if not keys and os.environ.get("OPENAI_PROXY_API_KEY"):
         keys = [os.environ["OPENAI_PROXY_API_KEY"]]
+    if args.api_key_file is not None:
+        keys += _read_key_file(args.api_key_file)
     loopback = is_loopback(args.host)
     if args.no_auth and not loopback:
         raise UsageError(f"--no-auth is only accepted on a loopback host, not {args.host}")
@@ -106,6 +127,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
         keys = ["sk-oc-" + secrets.token_urlsafe(24)]
     if args.timeout <= 0:
         raise UsageError("--timeout / OPENAI_PROXY_TIMEOUT must be a positive number of ms")
+    for name in ("max_concurrent_turns", "max_queued_turns"):
+        if getattr(args, name) < (1 if name == "max_concurrent_turns" else 0):
+            raise UsageError(f"--{name.replace('_', '-')} is too small")
+    origins = args.cors_origins or [
+        o.strip() for o in os.environ.get("OPENCODE_OPENAI_CORS_ORIGINS", "").split(",") if o.strip()
+    ]
     password = os.environ.get("OPENCODE_SERVER_PASSWORD")
     config = GatewayConfig(
         host=args.host,
@@ -120,8 +147,23 @@ def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
         opencode_config=args.opencode_config,
         isolated=args.isolated,
         state_dir=args.state_dir,
+        max_concurrent_turns=args.max_concurrent_turns,
+        max_queued_turns=args.max_queued_turns,
+        cors_origins=tuple(origins),
+        shutdown_grace_s=args.shutdown_grace,
     )
     return config, generated
+
+
+def _read_key_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read the API key file {path}: {exc.strerror}") from exc
+    keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        raise UsageError(f"the API key file {path} holds no key")
+    return keys
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -181,7 +223,7 @@ def serve(config: GatewayConfig, generated: bool) -> int:
     app = create_app(config, on_ready=ready)
     server = uvicorn.Server(uvicorn.Config(
         app, log_level=logging.getLevelName(logging.getLogger().level).lower(),
-        timeout_graceful_shutdown=10, access_log=False,
+        timeout_graceful_shutdown=config.shutdown_grace_s, access_log=False,
     ))
     # uvicorn re-raises the stop signal after its graceful shutdown, through the handler it
     # found installed; a no-op there makes a clean SIGTERM/SIGINT stop exit 0, not -15 / 130.

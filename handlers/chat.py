@@ -26,7 +26,10 @@ async def create_chat_completion(body: dict[str, Any]) -> Any:
     meta = new_meta(options.model)
     events = run_turn(backend, plan, timeout_s=config.timeout_s)
     if options.stream:
-        stream = sse_stream(meta, events, include_usage=options.include_usage)
+        # Until the first event, a failure (capacity, provider error, timeout) still gets its
+        # own status; after it, only an error event in the stream.
+        primed = await cancel_on_disconnect(request, _primed(events))
+        stream = sse_stream(meta, primed, include_usage=options.include_usage)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     collected = await cancel_on_disconnect(request, _collect(events))
     return completion_from_events(meta, collected), 200, JSON
@@ -35,3 +38,20 @@ async def create_chat_completion(body: dict[str, Any]) -> Any:
 async def _collect(events: AsyncIterator[TurnEvent]) -> list[TurnEvent]:
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         return [event async for event in events]
+
+
+async def _primed(events: AsyncIterator[TurnEvent]) -> AsyncIterator[TurnEvent]:
+    """Wait for the first event, then hand back an iterator that still starts with it."""
+    try:
+        first = await anext(events)
+    except BaseException:
+        await events.aclose()  # type: ignore[attr-defined]
+        raise
+
+    async def chained() -> AsyncIterator[TurnEvent]:
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            yield first
+            async for event in events:
+                yield event
+
+    return chained()

@@ -16,6 +16,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from .backend import OpenCodeBackend
 from .config import GatewayConfig
@@ -28,6 +29,7 @@ from .errors import (
     UnsupportedMediaType,
     to_openai_error,
 )
+from .access_log import AccessLog
 from .middleware import BodyGuard
 from .validation import validator_map
 
@@ -119,10 +121,28 @@ def create_app(
         finally:
             await backend.stop()
 
+    spec = load_spec(auth=config.auth)
     app = AsyncApp(__name__, lifespan=lifespan, validator_map=validator_map())
-    app.add_api(load_spec(auth=config.auth), validate_responses=False)
+    app.add_api(spec, validate_responses=False)
+    # Outermost first: every answer gets an id and a log line; CORS (off unless origins are
+    # named) wraps the rest; the body guard runs after routing and security.
+    app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+        )
     app.add_middleware(
-        BodyGuard, position=MiddlewarePosition.BEFORE_EXCEPTION, max_body_bytes=config.max_body_bytes
+        BodyGuard,
+        position=MiddlewarePosition.BEFORE_VALIDATION,
+        max_body_bytes=config.max_body_bytes,
+        body_paths=frozenset(
+            path for path, item in spec["paths"].items() if "requestBody" in item.get("post", {})
+        ),
     )
     app.add_error_handler(GatewayError, _any_error)
     app.add_error_handler(ProblemException, _problem)

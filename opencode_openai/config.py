@@ -71,6 +71,13 @@ class GatewayConfig:
     state_dir: Path = field(default_factory=default_state_dir)
     #: How long OpenCode may take to start and warm up before start-up fails.
     startup_timeout_s: float = 120.0
+    #: Turns running at once per OpenCode process, and turns waiting beyond those (then 429).
+    max_concurrent_turns: int = 64
+    max_queued_turns: int = 128
+    #: Browser origins allowed by CORS; none by default (CORS off).
+    cors_origins: tuple[str, ...] = ()
+    #: On SIGTERM, how long running requests may take to finish before they are aborted.
+    shutdown_grace_s: float = 10.0
 
     @property
     def mode(self) -> str:

@@ -132,9 +132,14 @@ class BackendError(GatewayError):
 
 
 class BackendUnavailable(BackendError):
+    """OpenCode cannot take the request now (starting, restarting, unreachable): retry soon."""
+
     status = 503
     type = "server_error"
     code = "backend_unavailable"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "1", **(headers or {})})
 
 
 class BackendTimeout(BackendError):

@@ -1,9 +1,12 @@
 """BodyGuard: the request body checks that must happen before Connexion sees the body.
 
 Connexion 3.3 answers a missing or upper-case Content-Type with 500, a chunked body with
-"RequestBody required", and has no size limit. This middleware reads the whole body once,
-enforces the limit (413) and the media type (415), then replays it with a normalised
-`Content-Type: application/json` and a Content-Length. Parsing is the body validator's job.
+"RequestBody required", and has no size limit. For the operations that take a body, this
+middleware reads the whole body once, enforces the limit (413) and the media type (415), then
+replays it with a normalised `Content-Type: application/json` and a Content-Length; parsing is
+the body validator's job. It sits after routing and security, so an unknown route is still a
+404, a wrong method a 405 and a missing key a 401. Requests without a body lose any
+Content-Type they sent, which Connexion would otherwise try to parse.
 """
 
 from __future__ import annotations
@@ -35,13 +38,24 @@ def _media_type(scope: Scope) -> str | None:
     return None
 
 
+_NO_BODY = (b"content-type", b"content-length", b"transfer-encoding")
+
+
 class BodyGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_paths: frozenset[str]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_paths = body_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            headers = [(k, v) for k, v in scope["headers"] if k not in _NO_BODY]
+            await self.app({**scope, "headers": headers}, receive, send)
+            return
+        if scope["method"] != "POST" or scope["path"].rstrip("/") not in self.body_paths:
             await self.app(scope, receive, send)
             return
         try:
@@ -49,7 +63,7 @@ class BodyGuard:
         except GatewayError as exc:
             await send_error(send, exc)
             return
-        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length", b"transfer-encoding")]
+        headers = [(k, v) for k, v in scope["headers"] if k not in _NO_BODY]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         replayed = False
 

@@ -66,7 +66,7 @@ def plan_from_request(body: dict[str, Any], catalog: ModelCatalog) -> tuple[Turn
         model=model.ref,
         system=system,
         messages=messages,
-        params=_params(body, with_tools=bool(tools)),
+        params=_params(body, model, with_tools=bool(tools)),
         output_schema=output_schema,
         tools=tools,
     )
@@ -116,15 +116,22 @@ def _output_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | N
     return None
 
 
-def _params(body: dict[str, Any], *, with_tools: bool) -> dict[str, Any]:
+def _params(body: dict[str, Any], model: CatalogModel, *, with_tools: bool) -> dict[str, Any]:
     """Sampling settings in the plugin's format (`chat.params` output fields and options)."""
     params: dict[str, Any] = {}
     if body.get("temperature") is not None:
         params["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
         params["topP"] = body["top_p"]
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = body.get(field)
     if max_tokens is not None:
+        if model.output_limit and max_tokens > model.output_limit:
+            raise InvalidRequest(
+                f"{field} is too large: {max_tokens}. This model supports at most "
+                f"{model.output_limit} completion tokens.",
+                param=field,
+            )
         params["maxOutputTokens"] = max_tokens
     # `options` keys are spread into the provider's request body by OpenCode's AI SDK layer.
     options = {

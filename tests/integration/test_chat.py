@@ -228,17 +228,30 @@ def test_upstream_auth_failure_is_502_with_providers_message(
     assert time.monotonic() - started < 5
 
 
-def test_upstream_failure_mid_stream_is_error_event_then_done(
+def test_stream_failing_before_its_first_token_gets_a_status(
     http: httpx.Client, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
     fake_upstream.script(marker, fu.server_error())
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": marker}]}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 502
+    assert "server had an error" in response.json()["error"]["message"]
+
+
+def test_upstream_failure_mid_stream_is_error_event_then_done(
+    http: httpx.Client, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(marker, fu.text(["partial ", "answer ", "never"], close_after_chunks=3, chunk_delay_s=0.3))
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": marker}]}
+    started = time.monotonic()
     with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
         data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert time.monotonic() - started < 5
     assert data[-1] == "[DONE]"
     error = json.loads(data[-2])["error"]
     assert set(error) == {"message", "type", "param", "code"}
-    assert "server had an error" in error["message"]
+    assert any("partial" in d for d in data)
 
 
 def test_timeout_is_504_and_aborts_the_upstream_call(
@@ -254,7 +267,7 @@ def test_timeout_is_504_and_aborts_the_upstream_call(
     )
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "timeout"
-    assert 1.5 < time.monotonic() - started < 6
+    assert 2.5 < time.monotonic() - started < 7
     [received] = fake_upstream.wait_for(lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at])
     assert received.disconnected_at is not None
 

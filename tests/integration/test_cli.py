@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import free_port, opencode_config
+from tests.support.gateway import STATE_DIR, free_port, opencode_config
 
 COMMAND = [sys.executable, "-m", "opencode_openai.cli.main", "server-openai"]
 
@@ -85,7 +85,7 @@ def started(fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[tuple[subpr
     port = free_port()
     proc = subprocess.Popen(
         [*COMMAND, "--port", str(port), "--isolated", "--opencode-config", str(config),
-         "--state-dir", str(tmp_path / "state")],
+         "--state-dir", str(STATE_DIR)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env(),
     )
     lines: list[str] = []

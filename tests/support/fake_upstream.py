@@ -520,6 +520,9 @@ class FakeUpstream:
             log_level="warning",
             log_config=None,
             access_log=False,
+            # Longer than the clients' idle keep-alive: a server closing an idle connection
+            # just as OpenCode reuses it would fail a request (a real, but unscripted, fault).
+            timeout_keep_alive=120,
             http="h11",
             ws="none",
             lifespan="off",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,8 @@ from opencode_openai.backend import OpenCodeBackend
 from opencode_openai.config import GatewayConfig, Secret
 
 API_KEY = "sk-test-gateway-key"
+SECOND_KEY = "sk-test-second-key"
+CORS_ORIGIN = "https://app.example.test"
 
 #: Models the fake upstream serves, as OpenCode provider `fake` declares them.
 FAKE_PROVIDER = "fake"
@@ -121,6 +124,11 @@ class GatewayServer:
             self._thread.join(30)
 
 
+#: One state dir for every gateway the tests start (in-process and CLI): its isolated OpenCode
+#: home then installs OpenCode's plugin SDK once (~12 s), not once per gateway.
+STATE_DIR = Path(tempfile.gettempdir()) / "opencode-openai-test-state"
+
+
 def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> GatewayConfig:
     config_file = tmp / "opencode-extra.json"
     config_file.write_text(json.dumps(opencode_config(upstream_base_url)))
@@ -130,7 +138,7 @@ def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> Gatew
         api_keys=(Secret(API_KEY),),
         isolated=True,
         opencode_config=config_file,
-        state_dir=tmp / "state",
+        state_dir=STATE_DIR,
         timeout_s=30.0,
     )
     return replace(config, **overrides)
