@@ -11,6 +11,7 @@ from starlette.responses import StreamingResponse
 
 from ..backend import OpenCodeBackend, TurnEvent, run_turn
 from ..config import GatewayConfig
+from ..metrics import observe_turn
 from ..openai_map import completion_from_events, new_meta, plan_from_request, sse_stream
 from ._disconnect import cancel_on_disconnect
 
@@ -24,7 +25,7 @@ async def create_chat_completion(body: dict[str, Any]) -> Any:
     backend.ensure_ready()
     plan, options = plan_from_request(body, backend.catalog)
     meta = new_meta(options.model)
-    events = run_turn(backend, plan, timeout_s=config.timeout_s)
+    events = observe_turn(run_turn(backend, plan, timeout_s=config.timeout_s), request.state.metrics)
     if options.stream:
         # Until the first event, a failure (capacity, provider error, timeout) still gets its
         # own status; after it, only an error event in the stream.

@@ -1,4 +1,4 @@
-"""AccessLog: a request id on every request, and one structured log line per request.
+"""AccessLog: a request id, one structured log line and the request metrics, for every request.
 
 The id comes from the client's `x-request-id` when it is a sane token, else it is made here; it
 is echoed in the response's `x-request-id`. The line holds no body, no header values, no key.
@@ -13,6 +13,8 @@ import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import GatewayMetrics
 
 __all__ = ["AccessLog", "request_id_of"]
 
@@ -29,8 +31,9 @@ def request_id_of(scope: Scope) -> str:
 
 
 class AccessLog:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,15 +51,20 @@ class AccessLog:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            self.metrics.in_flight.dec()
+            seconds = time.perf_counter() - started
+            status = status or 499  # 499: the client went away before any answer
+            self.metrics.request_done(scope["path"], status, seconds)
             client = scope.get("client")
             log.info(json.dumps({
                 "request_id": request_id,
                 "method": scope["method"],
                 "path": scope["path"],
-                "status": status or 499,  # 499: the client went away before any answer
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "status": status,
+                "duration_ms": round(seconds * 1000, 1),
                 "client": client[0] if client else None,
             }))

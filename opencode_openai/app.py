@@ -30,6 +30,7 @@ from .errors import (
     to_openai_error,
 )
 from .access_log import AccessLog
+from .metrics import GatewayMetrics
 from .middleware import BodyGuard
 from .validation import validator_map
 
@@ -112,12 +113,14 @@ def create_app(
     *,
     on_ready: Callable[[OpenCodeBackend], Awaitable[None] | None] | None = None,
 ) -> AsyncApp:
+    metrics = GatewayMetrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: ConnexionMiddleware) -> AsyncIterator[dict[str, Any]]:
         backend = OpenCodeBackend(config, on_ready=on_ready)
         backend.start_in_background()
         try:
-            yield {"backend": backend, "config": config}
+            yield {"backend": backend, "config": config, "metrics": metrics}
         finally:
             await backend.stop()
 
@@ -126,7 +129,7 @@ def create_app(
     app.add_api(spec, validate_responses=False)
     # Outermost first: every answer gets an id and a log line; CORS (off unless origins are
     # named) wraps the rest; the body guard runs after routing and security.
-    app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION, metrics=metrics)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,0 +1,79 @@
+"""GatewayMetrics: the gateway's Prometheus metrics, in a registry of its own per app.
+
+Recorded in three places only: AccessLog (every request), `observe_turn` (every chat turn:
+time to first token, tokens, failures) and the /metrics handler (gauges read from the backend
+at scrape time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .backend import ReasoningDelta, TurnEvent, TurnFinished
+from .errors import GatewayError
+
+__all__ = ["GatewayMetrics", "observe_turn"]
+
+_ROUTES = ("/v1/chat/completions", "/v1/models", "/health", "/metrics", "/openapi.json")
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+def route_of(path: str) -> str:
+    """A bounded label: known routes, `/v1/models/{model}`, or `other`."""
+    if path in _ROUTES:
+        return path
+    return "/v1/models/{model}" if path.startswith("/v1/models/") else "other"
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("opencode_openai_requests", "HTTP requests answered.", ["route", "status"], registry=r)
+        self.latency = Histogram("opencode_openai_request_duration_seconds", "Request duration, first byte in to last byte out.", ["route"], buckets=_LATENCY, registry=r)
+        self.in_flight = Gauge("opencode_openai_requests_in_flight", "Requests being served now.", registry=r)
+        self.ttft = Histogram("opencode_openai_time_to_first_token_seconds", "From the request to the first token of the answer.", buckets=_LATENCY, registry=r)
+        self.tokens = Counter("opencode_openai_tokens", "Tokens reported by the provider.", ["kind"], registry=r)
+        self.turn_errors = Counter("opencode_openai_turn_errors", "Chat turns that failed, by OpenAI error type.", ["type"], registry=r)
+        self.turns_running = Gauge("opencode_openai_turns_running", "Chat turns running now.", registry=r)
+        self.turns_queued = Gauge("opencode_openai_turns_queued", "Chat turns waiting for a slot.", registry=r)
+        self.processes = Gauge("opencode_openai_opencode_processes", "OpenCode processes serving (embedded: supervised; attach: 1).", registry=r)
+        self.restarts = Gauge("opencode_openai_opencode_restarts", "Restarts of embedded OpenCode processes since start.", registry=r)
+
+    def request_done(self, path: str, status: int, seconds: float) -> None:
+        route = route_of(path)
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(self, health: dict[str, Any]) -> bytes:
+        self.turns_running.set(health["turns"]["running"])
+        self.turns_queued.set(health["turns"]["queued"])
+        self.processes.set(1 if health["ready"] else 0)
+        self.restarts.set(health["restarts"])
+        return generate_latest(self.registry)
+
+
+async def observe_turn(events: AsyncIterator[TurnEvent], metrics: GatewayMetrics) -> AsyncIterator[TurnEvent]:
+    """Pass a turn's events through, noting time to first token, tokens and failures."""
+    started = time.perf_counter()
+    first = True
+    try:
+        async for event in events:
+            if first and not isinstance(event, (TurnFinished, ReasoningDelta)):
+                metrics.ttft.observe(time.perf_counter() - started)
+                first = False
+            if isinstance(event, TurnFinished):
+                usage = event.usage
+                for kind, value in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
+                                    ("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens)):
+                    metrics.tokens.labels(kind).inc(value)
+            yield event
+    except GatewayError as exc:
+        metrics.turn_errors.labels(exc.type).inc()
+        raise
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
