@@ -176,6 +176,7 @@ class OpenCodeProcess:
             stdout=self._log,
             stderr=self._log,
             preexec_fn=_die_with_parent,
+            close_fds=True,  # never the gateway's listening socket: it must close on shutdown
         )
         self._watcher = asyncio.create_task(self._watch(self._proc))
         log.info("started opencode serve (pid %s) on %s", self._proc.pid, self.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -130,3 +131,61 @@ def test_generated_key_ready_line_and_no_orphan_on_exit(
     while alive(opencode_pids[0]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(opencode_pids[0]), "opencode serve outlived the gateway"
+
+
+@pytest.mark.opencode
+@pytest.mark.parametrize(("grace", "finishes"), [("20", True), ("0.5", False)])
+def test_sigterm_lets_running_streams_finish_within_the_grace(
+    fake_upstream: FakeUpstream, tmp_path: Path, grace: str, finishes: bool
+) -> None:
+    """SIGTERM: stop accepting, let running streams finish (up to the grace), abort the rest,
+    stop OpenCode, exit 0."""
+    from tests.support import fake_upstream as fu
+
+    marker = f"[graceful-{grace}]"
+    fake_upstream.script(marker, fu.text(["start "] + ["more "] * 12, chunk_delay_s=0.25))
+    config = tmp_path / "extra.json"
+    config.write_text(json.dumps(opencode_config(fake_upstream.base_url)))
+    port = free_port()
+    proc = subprocess.Popen(
+        [*COMMAND, "--port", str(port), "--isolated", "--opencode-config", str(config),
+         "--state-dir", str(STATE_DIR), "--key", "sk-graceful", "--shutdown-grace", grace],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "ready:" in line:
+                break
+        opencode_pid = next(p for p in children(proc.pid) if "opencode" in Path(f"/proc/{p}/cmdline").read_text())
+        body = {"model": "fake/fake-model", "stream": True, "messages": [{"role": "user", "content": marker}]}
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                          headers={"Authorization": "Bearer sk-graceful"}, timeout=30) as response:
+            lines = response.iter_lines()
+            for line in lines:
+                if "start" in line:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            rest = []
+            with contextlib.suppress(httpx.ReadError, httpx.RemoteProtocolError):
+                rest += [line[6:] for line in lines if line.startswith("data: ")]
+        text = "start " + "".join(json.loads(d)["choices"][0]["delta"].get("content") or "" for d in rest if d.startswith("{") and json.loads(d).get("choices"))
+        if finishes:
+            assert rest[-1] == "[DONE]" and text == "start " + "more " * 12
+        else:
+            assert text != "start " + "more " * 12, "the stream outlived the grace period"
+            [received] = fake_upstream.chat_requests(marker)
+            assert received.disconnected_at is not None, "the aborted turn's upstream call was closed"
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while alive(opencode_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(opencode_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
