@@ -6,6 +6,7 @@ fake_upstream -> opencode serve (embedded in `gateway`, isolated) -> gateway (re
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,22 @@ import pytest
 from contract.transport import ValidatingTransport
 from tests.support.fake_upstream import FakeUpstream
 from opencode_openai.config import Secret
-from tests.support.gateway import API_KEY, CORS_ORIGIN, SECOND_KEY, GatewayServer, free_port, gateway_config
+from tests.support.gateway import (
+    API_KEY,
+    CORS_ORIGIN,
+    SECOND_KEY,
+    STATE_DIR,
+    GatewayServer,
+    free_port,
+    gateway_config,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir() -> Iterator[None]:
+    """The run's gateway state (OpenCode home, workspaces, logs) goes when the run ends."""
+    yield
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

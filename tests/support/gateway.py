@@ -6,6 +6,7 @@ The gateway is built by the same `create_app` the CLI uses; only the config diff
 from __future__ import annotations
 
 import json
+import os
 import socket
 import tempfile
 import threading
@@ -124,9 +125,10 @@ class GatewayServer:
             self._thread.join(30)
 
 
-#: One state dir for every gateway the tests start (in-process and CLI): its isolated OpenCode
-#: home then installs OpenCode's plugin SDK once (~12 s), not once per gateway.
-STATE_DIR = Path(tempfile.gettempdir()) / "opencode-openai-test-state"
+#: One state dir for every gateway a test run starts (in-process and CLI): its isolated OpenCode
+#: home then installs OpenCode's plugin SDK once per run (~12 s), not once per gateway. Per run,
+#: because the generated OpenCode config in it names this run's fake upstream.
+STATE_DIR = Path(tempfile.gettempdir()) / f"opencode-openai-test-state-{os.getpid()}"
 
 
 def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> GatewayConfig:

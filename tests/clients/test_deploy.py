@@ -1,0 +1,207 @@
+"""The deployment files in deploy/, tested for real where this machine can run them.
+
+- nginx (Debian's package, installed by scripts/install) with TLS, from
+  deploy/nginx/opencode-openai.conf with only its ports and certificate paths changed: a stream
+  must arrive through it chunk by chunk, not buffered.
+- deploy/systemd/opencode-openai.service passes `systemd-analyze verify`.
+- deploy/Dockerfile follows the install steps; no Docker engine runs here, so it is checked as
+  text only.
+- The README shows the same nginx config and unit file as deploy/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.clients._support import MODEL, ROOT
+from tests.support import fake_upstream as fu
+from tests.support.gateway import API_KEY, GatewayServer, free_port
+
+DEPLOY = ROOT / "deploy"
+NGINX_SITE = DEPLOY / "nginx" / "opencode-openai.conf"
+UNIT = DEPLOY / "systemd" / "opencode-openai.service"
+DOCKERFILE = DEPLOY / "Dockerfile"
+
+
+def need(program: str, *fallbacks: str) -> str:
+    """The path of `program`; a skip where it is missing, but a failure in CI."""
+    found = shutil.which(program) or next((p for p in fallbacks if os.access(p, os.X_OK)), None)
+    if found:
+        return found
+    reason = f"{program} is not installed (scripts/install installs it as root where apt-get exists)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run this test")
+    pytest.skip(reason)
+
+
+def substitute(text: str, pattern: str, replacement: str) -> str:
+    """Replace the one line that matches `pattern`; the test fails if deploy/ no longer has it."""
+    new, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+    assert count == 1, f"{pattern!r} matched {count} lines of {NGINX_SITE.name}"
+    return new
+
+
+class Nginx:
+    def __init__(self, gateway_port: int, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.cert = workdir / "cert.pem"
+        key = workdir / "key.pem"
+        openssl = need("openssl")
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(key), "-out", str(self.cert), "-days", "1", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        site = NGINX_SITE.read_text()
+        site = substitute(site, r"^(\s*server) 127\.0\.0\.1:4040;", rf"\1 127.0.0.1:{gateway_port};")
+        site = substitute(site, r"^(\s*listen) 443 ssl;", rf"\1 127.0.0.1:{self.port} ssl;")
+        site = substitute(site, r"^(\s*ssl_certificate)\s+\S+;", rf"\1 {self.cert};")
+        site = substitute(site, r"^(\s*ssl_certificate_key)\s+\S+;", rf"\1 {key};")
+        (workdir / "site.conf").write_text(site)
+        temp = workdir / "temp"
+        (workdir / "nginx.conf").write_text(
+            f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log warn;\n"
+            "events { worker_connections 64; }\n"
+            f"http {{\n  access_log {workdir}/access.log;\n"
+            + "".join(f"  {kind}_temp_path {temp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            + f"  include {workdir}/site.conf;\n}}\n"
+        )  # fmt: skip
+        temp.mkdir()
+        self.binary = need("nginx", "/usr/sbin/nginx")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> Nginx:
+        conf = str(self.workdir / "nginx.conf")
+        check = subprocess.run([self.binary, "-t", "-c", conf, "-p", str(self.workdir)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        self.process = subprocess.Popen([self.binary, "-c", conf, "-p", str(self.workdir)], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"{self.url}/health", verify=str(self.cert), timeout=1)
+                return self
+            except httpx.HTTPError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"nginx did not start: {(self.workdir / 'error.log').read_text()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # nginx: fast shutdown, workers included
+            self.process.wait(10)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def nginx(gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    server = Nginx(gateway.config.port, tmp_path_factory.mktemp("nginx")).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.opencode
+def test_stream_through_nginx_tls_arrives_chunk_by_chunk(
+    nginx: Nginx, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    pieces = ["one ", "two ", "three ", "four"]
+    fake_upstream.script(marker, fu.text(pieces, chunk_delay_s=0.3))
+    with httpx.Client(verify=str(nginx.cert), timeout=30) as http_client:
+        sdk = openai.OpenAI(base_url=f"{nginx.url}/v1", api_key=API_KEY, max_retries=0, http_client=http_client)
+        started = time.monotonic()
+        arrivals: list[tuple[float, str]] = []
+        for chunk in sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": marker}], stream=True
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append((time.monotonic() - started, chunk.choices[0].delta.content))
+    assert "".join(text for _, text in arrivals) == "one two three four"
+    # Upstream sends a piece every 0.3 s: unbuffered, they arrive spread over ~0.9 s; a proxy
+    # that held the stream would deliver them all at once at the end.
+    spread = arrivals[-1][0] - arrivals[0][0]
+    assert len(arrivals) >= 4 and spread > 0.6, arrivals
+
+
+@pytest.mark.opencode
+def test_non_stream_and_errors_through_nginx(nginx: Nginx, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+    fake_upstream.script(marker, fu.text("through TLS"))
+    with httpx.Client(base_url=nginx.url, verify=str(nginx.cert), timeout=30) as http:
+        reply = http.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            json={"model": MODEL, "messages": [{"role": "user", "content": marker}]},
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] == "through TLS"
+        denied = http.get("/v1/models", headers={"Authorization": "Bearer sk-wrong"})
+        assert denied.status_code == 401 and denied.json()["error"]["code"]
+        assert http.get("/health").json()["status"] == "ok"
+        # SDKs send model ids escaped (`fake%2Ffake-model`): nginx must pass the URI on as is,
+        # which `proxy_pass` without a URI part does.
+        model = http.get("/v1/models/fake%2Ffake-model", headers={"Authorization": f"Bearer {API_KEY}"})
+        assert model.status_code == 200 and model.json()["id"] == "fake/fake-model"
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    analyze = need("systemd-analyze")
+    # The unit names the install location /opt/opencode-openai; point it at this checkout, whose
+    # scripts/install made the same .venv/bin/opencode-openai, so the ExecStart check is real.
+    unit = tmp_path / UNIT.name
+    text = UNIT.read_text()
+    assert "ExecStart=/opt/opencode-openai/.venv/bin/opencode-openai server-openai" in text
+    unit.write_text(text.replace("/opt/opencode-openai", str(ROOT)))
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    # verify only warns about unknown keys and bad values: any line about the unit is a fault.
+    assert [line for line in result.stderr.splitlines() if UNIT.name in line] == [], result.stderr
+
+
+def test_systemd_analyze_catches_a_broken_unit(tmp_path: Path) -> None:
+    """The check above can fail: a typo in a key and a missing binary are both reported."""
+    analyze = need("systemd-analyze")
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace("RestartSec=", "RestartSecs=").replace(".venv/bin", ".venv/nobin"))
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "RestartSecs" in result.stderr, result.stderr
+
+
+def test_dockerfile_follows_the_install_steps() -> None:
+    """No Docker engine runs on this machine: the image is not built here, only its steps read."""
+    text = DOCKERFILE.read_text()
+    instructions = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+    assert instructions[0].startswith("FROM node:20"), "Node.js >= 20 for the pinned opencode-ai"
+    assert re.search(r"^RUN .*scripts/install", text, re.MULTILINE)
+    assert "COPY . ." in text
+    [entrypoint] = [line for line in instructions if line.startswith("ENTRYPOINT")]
+    assert '".venv/bin/opencode-openai", "server-openai", "--host", "0.0.0.0"' in entrypoint.replace(
+        "/opt/opencode-openai/", ""
+    )
+    # The key comes from the environment at run time, never from the image.
+    assert "OPENAI_PROXY_API_KEY=" not in text.replace("-e OPENAI_PROXY_API_KEY=", "")
+    assert "USER opencode-openai" in text
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert {".venv", "node_modules", ".git"} <= set(ignore)
+
+
+@pytest.mark.parametrize(("fence", "path"), [("nginx", NGINX_SITE), ("ini", UNIT)], ids=["nginx", "systemd"])
+def test_readme_shows_the_deploy_files(fence: str, path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(rf"^```{fence}\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    assert path.read_text() in blocks, f"README.md's ```{fence} block differs from {path.relative_to(ROOT)}"
