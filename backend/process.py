@@ -104,6 +104,7 @@ class OpenCodeProcess:
         user_config: Path | None,
         isolated: bool,
         state_dir: Path,
+        name: str = "opencode",
         on_exit: Callable[[], None] | None = None,
         on_restart: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -118,7 +119,8 @@ class OpenCodeProcess:
         # Kept between runs: OpenCode installs its plugin SDK into a new home's config dir on
         # first start (~95 MB, ~12 s); an isolated home under the state dir pays that once.
         self.state_dir = state_dir
-        self.log_file = state_dir / "opencode.log"
+        self.name = name
+        self.log_file = state_dir / f"{name}.log"
         self._on_exit = on_exit
         self._on_restart = on_restart
         self._proc: asyncio.subprocess.Process | None = None
@@ -160,7 +162,7 @@ class OpenCodeProcess:
         return env
 
     async def _spawn(self) -> None:
-        config_file = self.state_dir / "opencode.config.json"
+        config_file = self.state_dir / f"{self.name}.config.json"
         config_file.write_text(json.dumps(generated_config(self.user_config), indent=2))
         # Keep the port across restarts: the gateway's clients and event streams point at it.
         if not self.port:
@@ -207,9 +209,8 @@ class OpenCodeProcess:
     def exited(self) -> bool:
         return self._proc is None or self._proc.returncode is not None
 
-    async def stop(self, grace_s: float = 5.0) -> None:
+    async def _terminate(self, grace_s: float) -> None:
         self._stopping = True
-        self.state = "stopped"
         proc = self._proc
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -224,6 +225,16 @@ class OpenCodeProcess:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+
+    async def restart(self, grace_s: float = 5.0) -> None:
+        """Stop and start again on the same port (recycling): not counted as a crash."""
+        await self._terminate(grace_s)
+        self._stopping = False
+        await self._spawn()
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        self.state = "stopped"
+        await self._terminate(grace_s)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -26,6 +26,8 @@ from .workspace import AGENT, STRUCTURED_OUTPUT, ClientTool
 if TYPE_CHECKING:
     from .instance import WorkspaceInstance
     from .service import OpenCodeBackend
+    from .worker import OpenCodeWorker
+    from .worker import OpenCodeWorker
 
 __all__ = [
     "ReasoningDelta",
@@ -274,11 +276,15 @@ async def run_turn(
     backend: OpenCodeBackend, plan: TurnPlan, *, timeout_s: float
 ) -> AsyncIterator[TurnEvent]:
     deadline = time.monotonic() + timeout_s
-    # Waiting for a slot may take half the request's time at most: the rest is for the turn.
-    async with backend.limiter.slot(timeout_s / 2):
-        async with contextlib.aclosing(_run(backend, plan, deadline, timeout_s)) as events:
-            async for event in events:
-                yield event
+    # Waiting for a worker and a slot may take half the request's time: the rest is the turn's.
+    worker = await backend.pick(plan, timeout_s / 4)
+    async with worker.limiter.slot(timeout_s / 4):
+        try:
+            async with contextlib.aclosing(_run(worker, plan, deadline, timeout_s)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            worker.turn_done(backend.others_accepting(worker))
 
 
 async def _recovered(instance: WorkspaceInstance, session_id: str, since_ms: float) -> list[dict[str, Any]]:
@@ -299,18 +305,21 @@ async def _recovered(instance: WorkspaceInstance, session_id: str, since_ms: flo
     return events
 
 
-async def _alive(instance: WorkspaceInstance) -> bool:
+async def _alive(worker: OpenCodeWorker, instance: WorkspaceInstance) -> bool:
+    """After the event stream broke: is OpenCode still there? (A dead one refuses at once.)"""
+    if worker.process is not None and worker.process.exited():
+        return False
     try:
-        await instance.client.health(timeout=0.5)
+        await instance.client.health(timeout=2.0)
     except GatewayError:
         return False
     return True
 
 
 async def _run(
-    backend: OpenCodeBackend, plan: TurnPlan, deadline: float, timeout_s: float
+    worker: OpenCodeWorker, plan: TurnPlan, deadline: float, timeout_s: float
 ) -> AsyncIterator[TurnEvent]:
-    instance = await backend.instance_for(plan.tools)
+    instance = await worker.instance_for(plan.tools)
     session_id = await instance.sessions.acquire()
     queue = instance.events.subscribe(session_id)
     clean = False
@@ -331,7 +340,7 @@ async def _run(
             else:
                 kind = event.get("type")
                 if kind == LOST:
-                    if not await _alive(instance):
+                    if not await _alive(worker, instance):
                         raise BackendUnavailable(
                             "OpenCode stopped during the request; retry shortly",
                             headers={"Retry-After": "2"},

@@ -79,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
                        default=env("OPENCODE_OPENAI_SHUTDOWN_GRACE", "10"),
                        help="on SIGTERM, how long running requests may take to finish "
                        "[OPENCODE_OPENAI_SHUTDOWN_GRACE]")
+    serve.add_argument("--opencode-workers", type=int, metavar="N",
+                       default=env("OPENCODE_OPENAI_WORKERS", "1"),
+                       help="OpenCode processes to start and balance across (embedded mode; one "
+                       "per core) [OPENCODE_OPENAI_WORKERS]")
+    serve.add_argument("--recycle-after-turns", type=int, metavar="N",
+                       default=env("OPENCODE_OPENAI_RECYCLE_TURNS", "5000"),
+                       help="drain and restart an OpenCode process after N turns; 0: never "
+                       "[OPENCODE_OPENAI_RECYCLE_TURNS]")
+    serve.add_argument("--recycle-rss-mb", type=int, metavar="MB",
+                       default=env("OPENCODE_OPENAI_RECYCLE_RSS_MB", "1536"),
+                       help="drain and restart an OpenCode process grown past this RSS; 0: never "
+                       "[OPENCODE_OPENAI_RECYCLE_RSS_MB]")
     serve.add_argument("--opencode-url", default=env("OPENCODE_URL"), metavar="URL",
                        help="attach to this running OpenCode server instead of starting one; its "
                        "password is read from OPENCODE_SERVER_PASSWORD [OPENCODE_URL]")
@@ -127,6 +139,10 @@ def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
         keys = ["sk-oc-" + secrets.token_urlsafe(24)]
     if args.timeout <= 0:
         raise UsageError("--timeout / OPENAI_PROXY_TIMEOUT must be a positive number of ms")
+    if args.opencode_workers < 1:
+        raise UsageError("--opencode-workers must be at least 1")
+    if args.opencode_workers > 1 and args.opencode_url:
+        raise UsageError("--opencode-workers > 1 needs embedded mode: attach mode has one server")
     for name in ("max_concurrent_turns", "max_queued_turns"):
         if getattr(args, name) < (1 if name == "max_concurrent_turns" else 0):
             raise UsageError(f"--{name.replace('_', '-')} is too small")
@@ -151,6 +167,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
         max_queued_turns=args.max_queued_turns,
         cors_origins=tuple(origins),
         shutdown_grace_s=args.shutdown_grace,
+        opencode_workers=args.opencode_workers,
+        recycle_after_turns=args.recycle_after_turns,
+        recycle_rss_mb=args.recycle_rss_mb,
     )
     return config, generated
 

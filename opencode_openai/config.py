@@ -78,6 +78,12 @@ class GatewayConfig:
     cors_origins: tuple[str, ...] = ()
     #: On SIGTERM, how long running requests may take to finish before they are aborted.
     shutdown_grace_s: float = 10.0
+    #: Embedded OpenCode processes (one per core scales throughput); attach mode has one.
+    opencode_workers: int = 1
+    #: Recycle (drain, then restart) an OpenCode process after this many turns, or once it grows
+    #: past this RSS; 0 turns it off. OpenCode keeps memory it once used.
+    recycle_after_turns: int = 5000
+    recycle_rss_mb: int = 1536
 
     @property
     def mode(self) -> str:

@@ -52,7 +52,7 @@ class GatewayMetrics:
     def render(self, health: dict[str, Any]) -> bytes:
         self.turns_running.set(health["turns"]["running"])
         self.turns_queued.set(health["turns"]["queued"])
-        self.processes.set(1 if health["ready"] else 0)
+        self.processes.set(sum(1 for w in health["workers"] if w["state"] == "ready"))
         self.restarts.set(health["restarts"])
         return generate_latest(self.registry)
 

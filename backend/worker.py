@@ -1,0 +1,238 @@
+"""OpenCodeWorker: one OpenCode server (started, or attached to) and what the gateway keeps of it.
+
+Its workspace instances (the main one, and one per client tool set, least recently used first
+out), its model catalog, its backpressure limiter and its state. A worker that has served
+`recycle_after_turns` turns, or whose process grew past `recycle_rss_mb`, is drained (no new
+turns) and restarted once its running turns are done: OpenCode does not give memory back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..config import GatewayConfig
+from ..errors import BackendUnavailable, GatewayError
+from .catalog import ModelCatalog
+from .instance import WorkspaceInstance
+from .limiter import TurnLimiter
+from .process import OpenCodeProcess, find_opencode
+from .workspace import AGENT, ClientTool, prepare_workspace, toolset_key
+
+__all__ = ["OpenCodeWorker"]
+
+log = logging.getLogger("opencode_openai.backend")
+
+#: Sessions created during warm-up, so the first requests skip the create.
+WARM_SESSIONS = 2
+#: Tool-set instances kept loaded in OpenCode; the least recently used idle one goes first.
+MAX_TOOLSETS = 32
+
+
+def _rss_mb(pid: int | None) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+class OpenCodeWorker:
+    def __init__(self, config: GatewayConfig, index: int) -> None:
+        self.config = config
+        self.index = index
+        self.state = "starting"
+        self.error: str | None = None
+        self.catalog = ModelCatalog()
+        self.process: OpenCodeProcess | None = None
+        self.main: WorkspaceInstance | None = None
+        self.limiter = TurnLimiter(config.max_concurrent_turns, config.max_queued_turns)
+        self.turns_served = 0
+        self.recycles = 0
+        self.draining = False
+        self._toolsets: OrderedDict[str, WorkspaceInstance] = OrderedDict()
+        self._toolset_lock = asyncio.Lock()
+        self._base_url = ""
+        self._password: str | None = None
+        self._workspace = config.state_dir / "workspace"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        workspace = self._workspace = prepare_workspace(self._workspace)
+        if config.opencode_url:
+            self._base_url = config.opencode_url
+            self._password = config.opencode_password.reveal() if config.opencode_password else None
+        else:
+            self.process = OpenCodeProcess(
+                binary=find_opencode(config.opencode_bin),
+                workspace=workspace,
+                user_config=config.opencode_config,
+                isolated=config.isolated,
+                state_dir=config.state_dir,
+                name="opencode" if self.index == 0 else f"opencode-{self.index}",
+                on_exit=self._after_exit,
+                on_restart=self._after_restart,
+            )
+            await self.process.start()
+            self._base_url, self._password = self.process.url, self.process.password
+        self.main = WorkspaceInstance(self._base_url, self._password, workspace)
+        await self._become_ready()
+
+    async def _become_ready(self) -> None:
+        assert self.main is not None
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        while True:
+            if self.process is not None and self.process.exited():
+                raise BackendUnavailable("opencode serve exited during start-up")
+            try:
+                await self.main.client.health()
+                break
+            except GatewayError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        # Warm-up: the first calls for a directory load its instance, config and plugin (slow,
+        # seconds); the first session is cold too. Do both before saying we are ready.
+        await self.main.open(
+            timeout_s=max(1.0, deadline - time.monotonic()), warm_sessions=WARM_SESSIONS
+        )
+        providers, opencode_config = await asyncio.gather(
+            self.main.client.providers(), self.main.client.config()
+        )
+        self.catalog = ModelCatalog.from_opencode(providers, opencode_config)
+        await self._check_agent()
+        self.state = "ready"
+        self.error = None
+        log.info("OpenCode worker %d ready: %d models", self.index, len(self.catalog.models))
+
+    async def _check_agent(self) -> None:
+        """OpenCode must have loaded the workspace's agent: without it nothing is safe to run."""
+        assert self.main is not None
+        names = {agent.get("name") for agent in await self.main.client.agents()}
+        if AGENT not in names:
+            raise BackendUnavailable(
+                f"OpenCode did not load the gateway's agent from {self.main.directory}: it must "
+                "see the same filesystem as the gateway (see README, attach mode)"
+            )
+
+    def _after_exit(self) -> None:
+        """OpenCode died: no new turns here until it is back (other workers take them)."""
+        self.state = "restarting"
+        for instance in self._instances():
+            instance.sessions.forget()
+
+    async def _after_restart(self) -> None:
+        """A restarted OpenCode has none of our sessions or instances: warm up afresh."""
+        try:
+            await self._become_ready()
+        except Exception as exc:  # noqa: BLE001 - the next death restarts it again
+            self.state = "unavailable"
+            self.error = str(exc)
+
+    async def stop(self) -> None:
+        self.state = "stopped"
+        for instance in self._instances():
+            await instance.aclose()
+        if self.process is not None:
+            await self.process.stop()
+
+    def _instances(self) -> list[WorkspaceInstance]:
+        return ([self.main] if self.main else []) + list(self._toolsets.values())
+
+    # -- turns -------------------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self.state == "ready" and not self.draining
+
+    @property
+    def load(self) -> int:
+        return self.limiter.active + self.limiter.waiting
+
+    async def instance_for(self, tools: tuple[ClientTool, ...]) -> WorkspaceInstance:
+        """The main workspace, or the (possibly new) workspace of this client tool set."""
+        assert self.main is not None
+        if not tools:
+            return self.main
+        key = toolset_key(tools)
+        async with self._toolset_lock:
+            instance = self._toolsets.get(key)
+            if instance is None:
+                directory = prepare_workspace(self.config.state_dir / "toolsets" / key, tools)
+                instance = WorkspaceInstance(self._base_url, self._password, directory)
+                await instance.open(timeout_s=self.config.startup_timeout_s)
+                self._toolsets[key] = instance
+                self._evict()
+            self._toolsets.move_to_end(key)
+        return instance
+
+    def _evict(self) -> None:
+        idle = [key for key, instance in self._toolsets.items() if not instance.busy]
+        for key in idle[: max(0, len(self._toolsets) - MAX_TOOLSETS)]:
+            instance = self._toolsets.pop(key)
+            task = asyncio.ensure_future(instance.aclose(dispose=True))
+            task.add_done_callback(lambda t: t.exception())
+
+    def turn_done(self, others_accepting: bool) -> None:
+        """Count a finished turn; start draining when the process is due for recycling.
+
+        With other workers, one drains only while the others take new turns (never all at
+        once); a lone worker drains anyway and new turns wait for it.
+        """
+        self.turns_served += 1
+        if self.process is None or self.draining or not others_accepting:
+            return
+        config = self.config
+        due = bool(config.recycle_after_turns and self.turns_served >= config.recycle_after_turns)
+        if not due and config.recycle_rss_mb and self.turns_served % 50 == 0:
+            due = _rss_mb(self.process.pid) > config.recycle_rss_mb
+        if due:
+            self.draining = True
+            task = asyncio.ensure_future(self._recycle())
+            task.add_done_callback(lambda t: t.exception())
+
+    async def _recycle(self) -> None:
+        """Let running turns finish, then restart the process; no request is lost."""
+        assert self.process is not None
+        log.info("recycling OpenCode worker %d after %d turns", self.index, self.turns_served)
+        while self.load:
+            await asyncio.sleep(0.05)
+        self.state = "recycling"
+        for instance in list(self._toolsets.values()):
+            await instance.aclose()
+        self._toolsets.clear()
+        if self.main is not None:
+            await self.main.aclose()
+        await self.process.restart()
+        self.main = WorkspaceInstance(self._base_url, self._password, self._workspace)
+        await self._become_ready()
+        self.turns_served = 0
+        self.recycles += 1
+        self.draining = False
+
+    def health(self) -> dict[str, Any]:
+        instances = self._instances()
+        return {
+            "index": self.index,
+            "state": self.state,
+            "draining": self.draining,
+            "pid": self.process.pid if self.process else None,
+            "rss_mb": round(_rss_mb(self.process.pid), 1) if self.process else None,
+            "restarts": self.process.restarts if self.process else 0,
+            "recycles": self.recycles,
+            "turns_served": self.turns_served,
+            "sessions": {
+                "idle": sum(i.sessions.idle for i in instances),
+                "in_use": sum(i.sessions.in_use for i in instances),
+            },
+            "turns": {"running": self.limiter.active, "queued": self.limiter.waiting},
+        }
