@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "provider for a local Ollama or vLLM [OPENCODE_OPENAI_CONFIG]")
     serve.add_argument("--isolated", action="store_true",
                        default=_env_flag("OPENCODE_OPENAI_ISOLATED"),
-                       help="give OpenCode a throwaway home: none of your OpenCode config, auth "
-                       "or provider keys [OPENCODE_OPENAI_ISOLATED=1]")
+                       help="give OpenCode a home of its own under the state dir: none of your "
+                       "OpenCode config, auth or provider keys [OPENCODE_OPENAI_ISOLATED=1]")
     serve.add_argument("--state-dir", type=Path,
                        default=Path(env("OPENCODE_OPENAI_STATE_DIR") or default_state_dir()),
                        help="where the gateway keeps its OpenCode workspace "
