@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ from tests.support.gateway import (
     SECOND_KEY,
     STATE_DIR,
     GatewayServer,
-    free_port,
+    attached_to,
     gateway_config,
 )
 
@@ -51,19 +50,11 @@ def gateway(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def tight_gateway(
-    gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayServer]:
+def tight_gateway(gateway: GatewayServer) -> Iterator[GatewayServer]:
     """Attach mode, against the embedded gateway's OpenCode: 3 s timeout, 64 KiB bodies,
     2 turns running + 2 queued, CORS for one origin, and a second key."""
-    assert gateway.backend is not None and gateway.backend.process is not None
-    process = gateway.backend.process
-
-    config = replace(
-        gateway.config,
-        port=free_port(),
-        opencode_url=process.url,
-        opencode_password=Secret(process.password),
+    server = attached_to(
+        gateway,
         timeout_s=3.0,
         max_body_bytes=64 * 1024,
         max_concurrent_turns=2,
@@ -71,7 +62,6 @@ def tight_gateway(
         cors_origins=(CORS_ORIGIN,),
         api_keys=(Secret(API_KEY), Secret(SECOND_KEY)),
     )
-    server = GatewayServer(config).start()
     yield server
     server.stop()
 

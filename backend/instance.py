@@ -19,11 +19,13 @@ __all__ = ["WorkspaceInstance"]
 
 
 class WorkspaceInstance:
-    def __init__(self, base_url: str, password: str | None, directory: Path) -> None:
+    def __init__(
+        self, base_url: str, password: str | None, directory: Path, *, max_idle_sessions: int = 8
+    ) -> None:
         self.directory = directory
         self.client = OpenCodeClient(base_url, password, str(directory))
         self.events = EventStream(self.client)
-        self.sessions = SessionPool(self.client)
+        self.sessions = SessionPool(self.client, max_idle=max_idle_sessions)
 
     async def open(self, *, timeout_s: float, warm_sessions: int = 0) -> None:
         """Follow the instance's events (its first call also loads it), then pre-create sessions."""

@@ -75,6 +75,7 @@ def generated_config(user_config: Path | None) -> dict[str, Any]:
         "autoupdate": False,
         "share": "disabled",
         "compaction": {"auto": False, "prune": False},
+        "snapshot": False,  # see workspace.py
     }
     config: dict[str, Any] = {"$schema": "https://opencode.ai/config.json", **safe}
     if user_config is not None:

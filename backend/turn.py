@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .instance import WorkspaceInstance
     from .service import OpenCodeBackend
     from .worker import OpenCodeWorker
-    from .worker import OpenCodeWorker
 
 __all__ = [
     "ReasoningDelta",
@@ -309,11 +308,14 @@ async def _alive(worker: OpenCodeWorker, instance: WorkspaceInstance) -> bool:
     """After the event stream broke: is OpenCode still there? (A dead one refuses at once.)"""
     if worker.process is not None and worker.process.exited():
         return False
-    try:
-        await instance.client.health(timeout=2.0)
-    except GatewayError:
-        return False
-    return True
+    # Twice: the first try may land on a pooled connection that broke with the stream.
+    for _ in range(2):
+        try:
+            await instance.client.health(timeout=2.0)
+            return True
+        except GatewayError:
+            pass
+    return False
 
 
 async def _run(
@@ -324,7 +326,9 @@ async def _run(
     queue = instance.events.subscribe(session_id)
     clean = False
     try:
-        since_ms = time.time() * 1000 - 1000  # slack for clock granularity
+        # Our turn's messages are those OpenCode creates from now on (same clock: OpenCode must
+        # run on this machine anyway); earlier turns of this pooled session are older.
+        since_ms = time.time() * 1000
         await instance.client.prompt_async(session_id, _prompt_body(plan))
         turn = _Turn(plan.output_schema is not None, {t.name for t in plan.tools})
         while True:

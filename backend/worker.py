@@ -9,7 +9,6 @@ turns) and restarted once its running turns are done: OpenCode does not give mem
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -84,8 +83,16 @@ class OpenCodeWorker:
             )
             await self.process.start()
             self._base_url, self._password = self.process.url, self.process.password
-        self.main = WorkspaceInstance(self._base_url, self._password, workspace)
+        self.main = self._main_instance()
         await self._become_ready()
+
+    def _main_instance(self) -> WorkspaceInstance:
+        # As many idle sessions as turns may run at once: under load, a session released by
+        # one turn is taken by the next instead of being deleted and created again.
+        return WorkspaceInstance(
+            self._base_url, self._password, self._workspace,
+            max_idle_sessions=self.config.max_concurrent_turns,
+        )
 
     async def _become_ready(self) -> None:
         assert self.main is not None
@@ -213,7 +220,7 @@ class OpenCodeWorker:
         if self.main is not None:
             await self.main.aclose()
         await self.process.restart()
-        self.main = WorkspaceInstance(self._base_url, self._password, self._workspace)
+        self.main = self._main_instance()
         await self._become_ready()
         self.turns_served = 0
         self.recycles += 1

@@ -53,6 +53,10 @@ def _config(tools: tuple[ClientTool, ...]) -> dict[str, Any]:
         "plugin": [PLUGIN_PATH.resolve().as_uri()],
         # Auto-compaction makes hidden extra model calls; one request is one upstream call.
         "compaction": {"auto": False, "prune": False},
+        # OpenCode snapshots the enclosing git work tree around every turn (a `git write-tree`
+        # over the whole checkout when the state dir sits in one): useless here, and it
+        # doubled OpenCode's CPU per turn in the benchmark.
+        "snapshot": False,
         "agent": {
             AGENT: {
                 "description": "Pass-through agent of opencode-openai: no prompt, no host tools.",

@@ -12,15 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support import fake_upstream as fu
-from opencode_openai.config import Secret
-from tests.support.gateway import API_KEY, CORS_ORIGIN, SECOND_KEY, GatewayServer, free_port, gateway_config
+from tests.support.gateway import API_KEY, CORS_ORIGIN, SECOND_KEY, GatewayServer, attached_to, gateway_config
 
 pytestmark = pytest.mark.opencode
 
@@ -151,11 +148,7 @@ def bounded_gateway(gateway: GatewayServer) -> Iterator[GatewayServer]:
     The bound keeps the in-process fake upstream within what it can serve on a small machine;
     the benchmark (bench/) drives 200 streams at full concurrency against a separate process.
     """
-    assert gateway.backend is not None and gateway.backend.process is not None
-    process = gateway.backend.process
-    config = replace(gateway.config, port=free_port(), opencode_url=process.url,
-                     opencode_password=Secret(process.password), max_concurrent_turns=16, max_queued_turns=64)
-    server = GatewayServer(config).start()
+    server = attached_to(gateway, max_concurrent_turns=16, max_queued_turns=64)
     yield server
     server.stop()
 

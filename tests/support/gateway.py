@@ -144,3 +144,17 @@ def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> Gatew
         timeout_s=30.0,
     )
     return replace(config, **overrides)
+
+
+def attached_to(gateway: GatewayServer, **overrides: Any) -> GatewayServer:
+    """Another gateway, in attach mode on `gateway`'s embedded OpenCode (ready in about a second)."""
+    assert gateway.backend is not None and gateway.backend.process is not None
+    process = gateway.backend.process
+    config = replace(
+        gateway.config,
+        port=free_port(),
+        opencode_url=process.url,
+        opencode_password=Secret(process.password),
+        **overrides,
+    )
+    return GatewayServer(config).start()
