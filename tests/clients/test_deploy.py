@@ -133,10 +133,11 @@ def test_stream_through_nginx_tls_arrives_chunk_by_chunk(
             if chunk.choices and chunk.choices[0].delta.content:
                 arrivals.append((time.monotonic() - started, chunk.choices[0].delta.content))
     assert "".join(text for _, text in arrivals) == "one two three four"
-    # Upstream sends a piece every 0.3 s: unbuffered, they arrive spread over ~0.9 s; a proxy
-    # that held the stream would deliver them all at once at the end.
+    # Upstream sends a piece every 0.3 s: unbuffered, they arrive spread over ~0.9 s (on a busy
+    # machine the first two may arrive together); a proxy that held the stream would deliver
+    # them all at once at the end (seen: within 0.3 ms).
     spread = arrivals[-1][0] - arrivals[0][0]
-    assert len(arrivals) >= 4 and spread > 0.6, arrivals
+    assert len({round(t, 2) for t, _ in arrivals}) >= 3 and spread > 0.45, arrivals
 
 
 @pytest.mark.opencode
