@@ -116,7 +116,6 @@ class OpenCodeProcess:
         self.password = secrets.token_urlsafe(24)
         self.port = 0
         self.restarts = 0
-        self.state = "stopped"
         # Kept between runs: OpenCode installs its plugin SDK into a new home's config dir on
         # first start (~95 MB, ~12 s); an isolated home under the state dir pays that once.
         self.state_dir = state_dir
@@ -168,7 +167,6 @@ class OpenCodeProcess:
         # Keep the port across restarts: the gateway's clients and event streams point at it.
         if not self.port:
             self.port = _free_port()
-        self.state = "starting"
         self._proc = await asyncio.create_subprocess_exec(
             self.binary, "serve", "--port", str(self.port), "--hostname", "127.0.0.1",
             cwd=self.workspace,
@@ -189,7 +187,6 @@ class OpenCodeProcess:
         code = await proc.wait()
         if self._stopping or proc is not self._proc:
             return
-        self.state = "restarting"
         log.error("opencode serve exited with %s; restarting it (its log: %s)", code, self.log_file)
         if self._on_exit is not None:
             self._on_exit()
@@ -234,7 +231,6 @@ class OpenCodeProcess:
         await self._spawn()
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        self.state = "stopped"
         await self._terminate(grace_s)
         if self._log is not None:
             self._log.close()

@@ -88,15 +88,6 @@ class OpenCodeBackend:
         ready = [w for w in self.workers if w.state == "ready"]
         return (ready or self.workers)[0].catalog
 
-    @property
-    def process(self) -> Any:
-        """The first worker's OpenCode process (embedded mode), for tests and diagnostics."""
-        return self.workers[0].process
-
-    @property
-    def main(self) -> Any:
-        return self.workers[0].main
-
     def ensure_ready(self) -> None:
         # A recycling worker is back in a second or two: its turns wait for it (see pick).
         if self.state != "ready" and not any(w.state == "recycling" for w in self.workers):

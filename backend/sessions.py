@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
 
 from ..errors import GatewayError
+from ._tasks import BackgroundTasks
 from .client import OpenCodeClient
 
 __all__ = ["SessionPool"]
@@ -31,7 +31,7 @@ class SessionPool:
         self.max_uses = max_uses
         self._idle: list[str] = []
         self._uses: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks()
 
     @property
     def idle(self) -> int:
@@ -66,7 +66,7 @@ class SessionPool:
             self._idle.append(session_id)
             return
         self._uses.pop(session_id, None)
-        self._spawn(self._dispose(session_id, abort=not clean))
+        self._background.spawn(self._dispose(session_id, abort=not clean))
 
     async def _dispose(self, session_id: str, *, abort: bool) -> None:
         with contextlib.suppress(GatewayError):
@@ -74,19 +74,13 @@ class SessionPool:
                 await self._client.abort(session_id)
             await self._client.delete_session(session_id)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def aclose(self) -> None:
         """Delete every session the pool knows (and wait for pending clean-ups)."""
         idle, self._idle = self._idle, []
         for session_id in idle:
             self._uses.pop(session_id, None)
-            self._spawn(self._dispose(session_id, abort=False))
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2.0)
+            self._background.spawn(self._dispose(session_id, abort=False))
+        await self._background.wait(2.0)
 
     def forget(self) -> None:
         """After an OpenCode restart its sessions are gone: drop them without a call."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import GatewayConfig
 from ..errors import BackendUnavailable, GatewayError
+from ._tasks import BackgroundTasks
 from .catalog import ModelCatalog
 from .instance import WorkspaceInstance
 from .limiter import TurnLimiter
@@ -56,6 +57,7 @@ class OpenCodeWorker:
         self.turns_served = 0
         self.recycles = 0
         self.draining = False
+        self._background = BackgroundTasks()
         self._toolsets: OrderedDict[str, WorkspaceInstance] = OrderedDict()
         self._toolset_lock = asyncio.Lock()
         self._base_url = ""
@@ -186,8 +188,7 @@ class OpenCodeWorker:
         idle = [key for key, instance in self._toolsets.items() if not instance.busy]
         for key in idle[: max(0, len(self._toolsets) - MAX_TOOLSETS)]:
             instance = self._toolsets.pop(key)
-            task = asyncio.ensure_future(instance.aclose(dispose=True))
-            task.add_done_callback(lambda t: t.exception())
+            self._background.spawn(instance.aclose(dispose=True))
 
     def turn_done(self, others_accepting: bool) -> None:
         """Count a finished turn; start draining when the process is due for recycling.
@@ -204,8 +205,7 @@ class OpenCodeWorker:
             due = _rss_mb(self.process.pid) > config.recycle_rss_mb
         if due:
             self.draining = True
-            task = asyncio.ensure_future(self._recycle())
-            task.add_done_callback(lambda t: t.exception())
+            self._background.spawn(self._recycle())
 
     async def _recycle(self) -> None:
         """Let running turns finish, then restart the process; no request is lost."""

@@ -192,13 +192,13 @@ def test_sessions_return_to_the_pool_bound(gateway: GatewayServer, client: opena
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(one, range(40))) == ["ok"] * 40
     backend = gateway.backend
-    assert backend is not None and backend.process is not None and backend.main is not None
+    assert backend is not None and backend.workers[0].process is not None and backend.workers[0].main is not None
     time.sleep(0.5)
     sessions = httpx.get(
-        f"{backend.process.url}/session", params={"directory": str(backend.main.directory)},
-        auth=("opencode", backend.process.password),
+        f"{backend.workers[0].process.url}/session", params={"directory": str(backend.workers[0].main.directory)},
+        auth=("opencode", backend.workers[0].process.password),
     ).json()
-    assert len(sessions) <= backend.main.sessions.max_idle
+    assert len(sessions) <= backend.workers[0].main.sessions.max_idle
     health = httpx.get(f"{gateway.url}/health").json()
     assert health["backend"]["sessions"]["in_use"] == 0
 

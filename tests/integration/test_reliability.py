@@ -97,8 +97,8 @@ def test_cors_allows_only_named_origins(tight_gateway: GatewayServer) -> None:
 
 
 def test_opencode_listens_on_loopback_with_a_password(gateway: GatewayServer) -> None:
-    assert gateway.backend is not None and gateway.backend.process is not None
-    process = gateway.backend.process
+    assert gateway.backend is not None and gateway.backend.workers[0].process is not None
+    process = gateway.backend.workers[0].process
     assert process.url.startswith("http://127.0.0.1:")
     assert httpx.get(f"{process.url}/global/health").status_code == 401
     assert httpx.get(f"{process.url}/global/health", auth=("opencode", process.password)).status_code == 200
@@ -207,8 +207,8 @@ def wait_ready(gateway: GatewayServer, timeout: float = 60) -> None:
 
 def test_opencode_killed_mid_stream(fragile_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
     fake_upstream.script(marker, fu.text(["first"] + ["more"] * 100, chunk_delay_s=0.1))
-    assert fragile_gateway.backend is not None and fragile_gateway.backend.process is not None
-    process = fragile_gateway.backend.process
+    assert fragile_gateway.backend is not None and fragile_gateway.backend.workers[0].process is not None
+    process = fragile_gateway.backend.workers[0].process
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": marker}]}
     data: list[str] = []
     with httpx.stream("POST", f"{fragile_gateway.base_url}/chat/completions", json=body, headers=AUTH, timeout=30) as response:
@@ -225,7 +225,7 @@ def test_opencode_killed_mid_stream(fragile_gateway: GatewayServer, fake_upstrea
     assert "error" in json.loads(data[-2])
     assert ended_at - killed_at < 1.0, f"{ended_at - killed_at:.2f} s"
     wait_ready(fragile_gateway)
-    assert fragile_gateway.backend.process.restarts == 1
+    assert fragile_gateway.backend.workers[0].process.restarts == 1
     fake_upstream.script(f"{marker}-after", fu.text("back again"))
     after = chat(fragile_gateway, f"{marker}-after")
     assert after.status_code == 200 and after.json()["choices"][0]["message"]["content"] == "back again"
@@ -233,8 +233,8 @@ def test_opencode_killed_mid_stream(fragile_gateway: GatewayServer, fake_upstrea
 
 def test_opencode_killed_while_idle(fragile_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
     wait_ready(fragile_gateway)
-    assert fragile_gateway.backend is not None and fragile_gateway.backend.process is not None
-    os.kill(fragile_gateway.backend.process.pid or 0, signal.SIGKILL)
+    assert fragile_gateway.backend is not None and fragile_gateway.backend.workers[0].process is not None
+    os.kill(fragile_gateway.backend.workers[0].process.pid or 0, signal.SIGKILL)
     fake_upstream.script(marker, fu.text("ok"))
     outcomes = []
     deadline = time.monotonic() + 60
@@ -271,14 +271,14 @@ def drop_connections_to(port: int) -> int:
 def test_event_stream_dropped_mid_turn_still_completes(fragile_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
     wait_ready(fragile_gateway)
     backend = fragile_gateway.backend
-    assert backend is not None and backend.process is not None
+    assert backend is not None and backend.workers[0].process is not None
     fake_upstream.script(marker, fu.text(["one ", "two ", "three"], chunk_delay_s=0.5))
     result: dict[str, httpx.Response] = {}
     thread = threading.Thread(target=lambda: result.setdefault("r", chat(fragile_gateway, marker)))
     thread.start()
     fake_upstream.wait_for(lambda: fake_upstream.chat_requests(marker))
     time.sleep(0.3)
-    assert drop_connections_to(backend.process.port) >= 1
+    assert drop_connections_to(backend.workers[0].process.port) >= 1
     thread.join(30)
     response = result["r"]
     assert response.status_code == 200, response.text

@@ -148,8 +148,8 @@ def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> Gatew
 
 def attached_to(gateway: GatewayServer, **overrides: Any) -> GatewayServer:
     """Another gateway, in attach mode on `gateway`'s embedded OpenCode (ready in about a second)."""
-    assert gateway.backend is not None and gateway.backend.process is not None
-    process = gateway.backend.process
+    assert gateway.backend is not None and gateway.backend.workers[0].process is not None
+    process = gateway.backend.workers[0].process
     config = replace(
         gateway.config,
         port=free_port(),
