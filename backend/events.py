@@ -63,11 +63,9 @@ class EventStream:
         delay = 0.05
         while True:
             try:
-                async with self._client.event_lines() as lines:
-                    async for line in lines:
-                        if not line.startswith("data:"):
-                            continue
-                        event = json.loads(line[5:])
+                async with self._client.event_data() as payloads:
+                    async for payload in payloads:
+                        event = json.loads(payload)
                         if event.get("type") == "server.connected":
                             if self._ever_connected:
                                 self._broadcast({"type": RECONNECTED, "properties": {}})

@@ -3,12 +3,15 @@
 OpenCode keeps one instance per `?directory=`; its sessions' events appear only on that
 directory's `/event` stream. The gateway's main workspace is one instance, and each client tool
 set has its own (see workspace.py), so each of them carries its own stream and session pool.
+The instances of one OpenCode process share its HTTP connection pool.
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+
+import aiohttp
 
 from ..errors import GatewayError
 from .client import OpenCodeClient
@@ -20,10 +23,10 @@ __all__ = ["WorkspaceInstance"]
 
 class WorkspaceInstance:
     def __init__(
-        self, base_url: str, password: str | None, directory: Path, *, max_idle_sessions: int = 8
+        self, pool: aiohttp.ClientSession, directory: Path, *, max_idle_sessions: int = 8
     ) -> None:
         self.directory = directory
-        self.client = OpenCodeClient(base_url, password, str(directory))
+        self.client = OpenCodeClient(pool, str(directory))
         self.events = EventStream(self.client)
         self.sessions = SessionPool(self.client, max_idle=max_idle_sessions)
 
@@ -45,4 +48,3 @@ class WorkspaceInstance:
             # Frees the instance's memory in OpenCode; it is reloaded if the tool set returns.
             with contextlib.suppress(GatewayError):
                 await self.client.dispose_instance()
-        await self.client.aclose()

@@ -15,9 +15,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from ..config import GatewayConfig
 from ..errors import BackendUnavailable, GatewayError
 from ._tasks import BackgroundTasks
+from .client import connection_pool
 from .catalog import ModelCatalog
 from .instance import WorkspaceInstance
 from .limiter import TurnLimiter
@@ -60,8 +63,9 @@ class OpenCodeWorker:
         self._background = BackgroundTasks()
         self._toolsets: OrderedDict[str, WorkspaceInstance] = OrderedDict()
         self._toolset_lock = asyncio.Lock()
-        self._base_url = ""
-        self._password: str | None = None
+        #: One HTTP connection pool to the process, shared by its instances (and kept across
+        #: restarts: the process keeps its port and password).
+        self._pool: aiohttp.ClientSession | None = None
         self._workspace = config.state_dir / "workspace"
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -70,8 +74,8 @@ class OpenCodeWorker:
         config = self.config
         workspace = self._workspace = prepare_workspace(self._workspace)
         if config.opencode_url:
-            self._base_url = config.opencode_url
-            self._password = config.opencode_password.reveal() if config.opencode_password else None
+            password = config.opencode_password.reveal() if config.opencode_password else None
+            self._pool = connection_pool(config.opencode_url, password)
         else:
             self.process = OpenCodeProcess(
                 binary=find_opencode(config.opencode_bin),
@@ -84,15 +88,16 @@ class OpenCodeWorker:
                 on_restart=self._after_restart,
             )
             await self.process.start()
-            self._base_url, self._password = self.process.url, self.process.password
+            self._pool = connection_pool(self.process.url, self.process.password)
         self.main = self._main_instance()
         await self._become_ready()
 
     def _main_instance(self) -> WorkspaceInstance:
         # As many idle sessions as turns may run at once: under load, a session released by
         # one turn is taken by the next instead of being deleted and created again.
+        assert self._pool is not None
         return WorkspaceInstance(
-            self._base_url, self._password, self._workspace,
+            self._pool, self._workspace,
             max_idle_sessions=self.config.max_concurrent_turns,
         )
 
@@ -140,12 +145,25 @@ class OpenCodeWorker:
             instance.sessions.forget()
 
     async def _after_restart(self) -> None:
-        """A restarted OpenCode has none of our sessions or instances: warm up afresh."""
-        try:
-            await self._become_ready()
-        except Exception as exc:  # noqa: BLE001 - the next death restarts it again
-            self.state = "unavailable"
-            self.error = str(exc)
+        """A restarted OpenCode has none of our sessions or instances: warm up afresh.
+
+        A failed warm-up is tried again (backing off) while the process lives; if it dies, the
+        supervisor restarts it and calls this again.
+        """
+        delay = 1.0
+        pid = self.process.pid if self.process is not None else None
+        while self.state != "stopped":
+            try:
+                await self._become_ready()
+                return
+            except Exception as exc:  # noqa: BLE001 - reported in /health, then tried again
+                self.state = "unavailable"
+                self.error = str(exc)
+                log.warning("OpenCode worker %d did not warm up after a restart (%s)", self.index, exc)
+            if self.process is not None and (self.process.exited() or self.process.pid != pid):
+                return  # died again: its next restart warms up on its own
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def stop(self) -> None:
         self.state = "stopped"
@@ -153,6 +171,8 @@ class OpenCodeWorker:
             await instance.aclose()
         if self.process is not None:
             await self.process.stop()
+        if self._pool is not None:
+            await self._pool.close()
 
     def _instances(self) -> list[WorkspaceInstance]:
         return ([self.main] if self.main else []) + list(self._toolsets.values())
@@ -177,7 +197,8 @@ class OpenCodeWorker:
             instance = self._toolsets.get(key)
             if instance is None:
                 directory = prepare_workspace(self.config.state_dir / "toolsets" / key, tools)
-                instance = WorkspaceInstance(self._base_url, self._password, directory)
+                assert self._pool is not None
+                instance = WorkspaceInstance(self._pool, directory)
                 await instance.open(timeout_s=self.config.startup_timeout_s)
                 self._toolsets[key] = instance
                 self._evict()

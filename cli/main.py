@@ -256,8 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every call to OpenCode at INFO: noise, not news.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         config, generated = config_from_args(args)
     except UsageError as exc:
