@@ -37,8 +37,9 @@ class TurnLimiter:
             raise self._busy()
         self.waiting += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), max_wait_s)
-        except asyncio.TimeoutError as exc:
+            async with asyncio.timeout(max_wait_s):  # no task per request, unlike wait_for
+                await self._slots.acquire()
+        except TimeoutError as exc:
             raise self._busy() from exc
         finally:
             self.waiting -= 1
