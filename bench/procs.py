@@ -1,10 +1,8 @@
-"""The processes a bench run starts: fake upstream, baseline OpenCode, gateway; and their meters.
+"""The processes a bench run starts: fake upstream and gateway; and their meters.
 
-The baseline OpenCode is started exactly as the gateway starts its own (OpenCodeProcess: isolated
-home, generated config layer, in-memory database) in a workspace prepared by the gateway's
-`prepare_workspace`, so both sides run the same agent and plugin against the same provider.
-The gateway runs as `opencode-openai server-openai` in its own process; its child is its
-OpenCode, whose password and port the bench reads from /proc, the way an operator could.
+The gateway runs as `opencode-openai server-openai` in its own process; its children are its
+OpenCode processes, whose passwords and ports the bench reads from /proc, the way an operator
+could. The baseline drives the first of them directly (see run.py).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import inspect
 import json
 import os
 import secrets
@@ -26,9 +23,6 @@ from typing import IO, Any
 
 import httpx
 import psutil
-
-from opencode_openai.backend.process import OpenCodeProcess, find_opencode
-from opencode_openai.backend.workspace import prepare_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -174,7 +168,7 @@ class Upstream:
             await self.proc.wait()
 
 
-# -- OpenCode, as a target the bench drives directly ---------------------------------------
+# -- an OpenCode instance, as a target the bench drives directly ----------------------------
 
 
 @dataclass
@@ -195,52 +189,6 @@ class OpenCodeTarget:
     @property
     def params(self) -> dict[str, str]:
         return {"directory": self.directory}
-
-
-async def wait_healthy(client: httpx.AsyncClient, target: OpenCodeTarget, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            response = await client.get(
-                f"{target.url}/global/health", headers=target.headers, timeout=1.0
-            )
-            if response.status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"OpenCode at {target.url} did not become healthy")
-        await asyncio.sleep(0.2)
-
-
-class BaselineOpenCode:
-    """The OpenCode the baseline drives directly, started the way the gateway starts its own."""
-
-    def __init__(self, state_dir: Path, config_file: Path) -> None:
-        self.workspace = prepare_workspace(state_dir / "workspace")
-        offered: dict[str, Any] = {
-            "binary": find_opencode(None),
-            "workspace": self.workspace,
-            "user_config": config_file,
-            "isolated": True,
-            "state_dir": state_dir,
-            "log_file": state_dir / "opencode.log",
-        }
-        # OpenCodeProcess's signature moves with the gateway: give it what it asks for.
-        wanted = inspect.signature(OpenCodeProcess).parameters
-        self.process = OpenCodeProcess(**{k: v for k, v in offered.items() if k in wanted})
-
-    async def start(self, client: httpx.AsyncClient, timeout: float) -> OpenCodeTarget:
-        await self.process.start()
-        target = OpenCodeTarget(self.process.url, self.process.password, str(self.workspace))
-        await wait_healthy(client, target, timeout)
-        return target
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    async def stop(self) -> None:
-        await self.process.stop()
 
 
 # -- the gateway ------------------------------------------------------------------------

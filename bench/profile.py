@@ -32,7 +32,8 @@ AREAS = [
     ("jsonschema/openapi", ("jsonschema", "openapi_", "referencing/", "rpds")),
     ("starlette", ("starlette/",)),
     ("uvicorn/httptools", ("uvicorn/", "httptools")),
-    ("httpx/httpcore/h11", ("httpx/", "httpcore/", "h11/", "httpx_sse/")),
+    ("aiohttp", ("aiohttp/", "yarl/", "multidict/", "propcache/")),
+    ("httpx/httpcore/h11", ("httpx/", "httpcore/", "h11/")),
     ("anyio", ("anyio/",)),
     ("asyncio", ("asyncio/",)),
     ("json", ("json/",)),
@@ -100,8 +101,11 @@ class Recorder:
 #: (so httpx under OpenCodeClient counts as "calls to OpenCode", json under the event reader as
 #: "event reader"); samples with none are the event loop's own work.
 STAGES: list[tuple[str, Any]] = [
-    ("calls to OpenCode (OpenCodeClient: httpx)", lambda f, p: f.startswith("OpenCodeClient.")),
-    ("OpenCode /event reader (httpx lines, json)", lambda f, p: f.startswith("EventStream.")),
+    ("calls to OpenCode (OpenCodeClient)", lambda f, p: f.startswith("OpenCodeClient.")),
+    ("OpenCode /event reader (lines, json)",
+        lambda f, p: f.startswith("EventStream.") or f == "_sse_data"),
+    ("aiohttp (OpenCode's answers and events on the wire)",
+        lambda f, p: p.startswith(("aiohttp/", "yarl/", "multidict/"))),
     ("turn (backend: fold, pool, limiter)", lambda f, p: p.startswith("backend/")),
     ("handler + OpenAI mapping", lambda f, p: p.startswith(("handlers/", "openai_map/"))
         or "/openai_map/" in p or "/handlers/" in p),

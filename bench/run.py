@@ -1,8 +1,8 @@
 """`python -m bench`: the gateway against driving OpenCode directly, measured in one run.
 
-It starts the fake upstream (tiny echo replies), a baseline OpenCode (started as the gateway
-starts its own, in a gateway-style workspace), and the gateway as a process of its own with its
-embedded OpenCode; then measures, one phase after another:
+It starts the fake upstream (tiny echo replies) and the gateway as a process of its own with its
+embedded OpenCode. The baseline drives that same OpenCode process directly, in a workspace of its
+own prepared like the gateway's (same agent and plugin); then it measures, one phase after another:
 
 1. latency at concurrency 1 (naive baseline, the same calls direct, gateway), interleaved;
 2. time to first token, streamed (direct `prompt_async` + first `/event` delta vs gateway);
@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,9 @@ from .load import (
     interleaved,
     make_client,
 )
-from .procs import ROOT, BaselineOpenCode, Gateway, Meter, Sampler, Upstream, environment, write_opencode_config
+from opencode_openai.backend.workspace import prepare_workspace
+
+from .procs import ROOT, Gateway, Meter, Sampler, Upstream, environment, write_opencode_config
 from .report import Row, fmt, ratio, summary, table, verdict
 
 log = logging.getLogger("bench")
@@ -126,9 +128,9 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.quick:
-        plan = Plan("quick", warmup=10, c1_rounds=40, ttft_rounds=40,
+        plan = Plan("quick", warmup=10, c1_rounds=80, ttft_rounds=80,
                     throughput={10: 60, 50: 100}, slices=2, throughput_max_s=15.0,
-                    c1_max_s=25.0,
+                    c1_max_s=35.0,
                     streams=args.streams, soak=1000, soak_concurrency=10, soak_max_s=90.0,
                     deadline_s=args.deadline, profile=args.profile)
     else:
@@ -216,7 +218,6 @@ class Bench:
         self.result["tmp"] = str(tmp)
         client = make_client()
         upstream = Upstream()
-        baseline: BaselineOpenCode | None = None
         gateway: Gateway | None = None
         direct: OpenCodeDriver | None = None
         try:
@@ -228,13 +229,12 @@ class Bench:
                     "every turn (set XDG_CACHE_HOME elsewhere)")
             await upstream.start()
             config = write_opencode_config(tmp / "opencode-extra.json", upstream.base_url)
-            # Both state dirs are kept between runs, as a deployment keeps its own: OpenCode
-            # installs its plugin SDK into a new isolated home once (~12 s, ~95 MB).
-            baseline = BaselineOpenCode(STATE / "baseline", config)
+            # The gateway's state dir is kept between runs, as a deployment keeps its own:
+            # OpenCode installs its plugin SDK into a new isolated home once (~12 s, ~95 MB).
             (tmp / "gateway").mkdir()
             gateway = Gateway(tmp / "gateway", config, STATE / "gateway", plan.gateway_args)
             t0 = time.perf_counter()
-            target, _ = await asyncio.gather(baseline.start(client, 180), gateway.start(client, 240))
+            await gateway.start(client, 240)
             self.result["startup_s"] = round(time.perf_counter() - t0, 1)
             gateway_ocs = [OpenCodeDriver(client, t) for _, t in gateway.opencodes()]
             self.result["gateway_opencode_processes"] = len(gateway_ocs)
@@ -243,11 +243,18 @@ class Bench:
                 Meter("upstream", upstream.pid),
                 Meter("gateway", gateway.pid),
                 Meter("gateway_opencode", gateway.pid, scope="below"),
-                Meter("baseline_opencode", baseline.pid, scope="tree"),
                 MachineMeter(),
             ]
-            direct = OpenCodeDriver(client, target)
-            await direct.start()
+            # The baseline drives the same OpenCode process as the gateway (its first), in a
+            # workspace of its own made the same way: one process, so a difference between
+            # the two sides is the gateway's, not one process's JIT, heap or luck against
+            # another's; another directory, so the gateway's event reader never sees the
+            # baseline's events.
+            _, first = gateway.opencodes()[0]
+            workspace = prepare_workspace(STATE / "direct" / "workspace")
+            direct = OpenCodeDriver(client, replace(first, directory=str(workspace)))
+            # Its first call loads the workspace (a new one installs the plugin SDK: seconds).
+            await direct.start(timeout=180.0)
             gw = GatewayDriver(client, gateway.url, gateway.headers)
             say(f"started in {self.result['startup_s']} s; warming up")
             await self.warm_up(direct, gw)
@@ -263,8 +270,7 @@ class Bench:
             if direct is not None:
                 with contextlib.suppress(Exception):
                     await direct.aclose()
-            for stop in (gateway.stop if gateway else None, baseline.stop if baseline else None,
-                         upstream.stop):
+            for stop in (gateway.stop if gateway else None, upstream.stop):
                 if stop is not None:
                     with contextlib.suppress(Exception):
                         await stop()
@@ -455,7 +461,7 @@ class Bench:
             "sessions_left_titles": sorted({str(x.get("title")) for x in sessions}),
             "settle_s": round(time.monotonic() - settle + 15, 1),
             "gateway_health": health.get("backend"),
-            "baseline_opencode_sessions_left": len(await direct.sessions()),
+            "direct_workspace_sessions_left": len(await direct.sessions()),
             "cpu": self.record_cpu("soak", window, len(outcomes)),
         }
 
@@ -485,8 +491,9 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
     out.append(Row("  overhead, median of paired diffs (ms)", "", fmt(paired), "",
                    f"<= {OVERHEAD_MS:g} ms", verdict(paired <= OVERHEAD_MS)))
     c1cpu = r["cpu"]["c1"]["cpu_ms_per_request"]
-    out.append(Row("  gateway process CPU per request (ms)", "", fmt(c1cpu["gateway"], 2), "",
-                   f"<= {OVERHEAD_MS:g} ms", verdict(c1cpu["gateway"] <= OVERHEAD_MS)))
+    # Not a target: CPU partly overlaps OpenCode's work, and at concurrency 1 every event
+    # costs its own wake-up; the throughput phases show it per request under load.
+    out.append(Row("  gateway process CPU per request (ms)", "", fmt(c1cpu["gateway"], 2)))
     floor = r["c1_floor"]["latency_ms"]
     out.append(Row("  gateway floor: GET /v1/models p50 (ms)", "", fmt(floor["p50"], 2)))
     if "opencode_events_per_turn" in c1["direct"]:
@@ -527,9 +534,9 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
         gcpu = g["cpu"]["cpu_ms_per_request"]
         ncpu = n["cpu"]["cpu_ms_per_request"]
         out.append(Row(f"  c={c} CPU ms/request: gateway proc", "", fmt(gcpu["gateway"], 2)))
-        out.append(Row(f"  c={c} CPU ms/request: OpenCode", fmt(ncpu["baseline_opencode"], 2),
+        out.append(Row(f"  c={c} CPU ms/request: OpenCode", fmt(ncpu["gateway_opencode"], 2),
                        fmt(gcpu["gateway_opencode"], 2), ratio(gcpu["gateway_opencode"],
-                                                              ncpu["baseline_opencode"])))
+                                                              ncpu["gateway_opencode"])))
 
     s = r["streams"]
     out.append(f"{s['n']} concurrent streams against the gateway (deadline "
@@ -542,7 +549,7 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
                    f"{fmt(s['ttft_ms']['p50'], 0)} / {fmt(s['ttft_ms']['p99'], 0)}"))
 
     idle, loaded = r["rss_idle_mb"], r["rss_after_load_mb"]
-    out.append("memory (RSS, MB); baseline = the OpenCode driven directly")
+    out.append("memory (RSS, MB)")
     peak = max(s["peak_rss_mb"]["gateway"], loaded["gateway"])
     out.append(Row("gateway RSS idle / after load", "",
                    f"{fmt(idle['gateway'])} / {fmt(loaded['gateway'])}", "",
@@ -550,12 +557,8 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
                                                         <= GATEWAY_RSS_MB)))
     out.append(Row(f"gateway RSS peak ({s['n']} streams)", "", fmt(peak), "",
                    f"<= {GATEWAY_RSS_MB:g} MB", verdict(peak <= GATEWAY_RSS_MB)))
-    out.append(Row("OpenCode RSS idle", fmt(idle["baseline_opencode"]),
-                   fmt(idle["gateway_opencode"]),
-                   ratio(idle["gateway_opencode"], idle["baseline_opencode"])))
-    out.append(Row("OpenCode RSS after load", fmt(loaded["baseline_opencode"]),
-                   fmt(loaded["gateway_opencode"]),
-                   ratio(loaded["gateway_opencode"], loaded["baseline_opencode"])))
+    out.append(Row("OpenCode RSS idle / after load (all processes)", "",
+                   f"{fmt(idle['gateway_opencode'])} / {fmt(loaded['gateway_opencode'])}"))
 
     k = r["soak"]
     cut = "" if k["n"] >= r["plan"]["soak"] else f" (cut by the time cap; {r['plan']['soak']} asked)"
@@ -575,7 +578,7 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
                        verdict(g["quarter_growth_mb"] <= limit)))
     pool = (k["gateway_health"] or {}).get("sessions", {})
     pooled = int(pool.get("idle", 0)) + int(pool.get("in_use", 0))
-    out.append(Row("  sessions left in OpenCode", str(k["baseline_opencode_sessions_left"]),
+    out.append(Row("  sessions left in OpenCode", str(k["direct_workspace_sessions_left"]),
                    str(k["sessions_left"]), "", f"<= pool ({pooled})",
                    verdict(k["sessions_left"] <= pooled)))
 
