@@ -55,27 +55,26 @@ def write_opencode_config(path: Path, upstream_base_url: str) -> Path:
 
 @dataclass
 class Meter:
-    """RSS and CPU time of a process (`scope` "self"), of it and all below it ("tree"), or of all
-    below it ("below": a gateway's OpenCode processes, however many and however recycled).
+    """RSS and CPU time of a process (`scope` "self"), or of all below it ("below": a gateway's
+    OpenCode processes, however many and however recycled).
 
-    CPU includes what members reaped from their own children (OpenCode runs git), except for
-    "self", where a reaped child is another meter's business.
+    "below" CPU includes what members reaped from their own children (OpenCode runs git); for
+    "self", a reaped child is another meter's business.
     """
 
     name: str
     pid: int
     scope: str = "self"
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
+    _cpu_seen: dict[int, float] = field(default_factory=dict)
 
     def _members(self) -> list[psutil.Process]:
         try:
             root = self._procs.get(self.pid) or psutil.Process(self.pid)
             self._procs[self.pid] = root
-            members = [] if self.scope == "below" else [root]
-            if self.scope != "self":
-                for child in root.children(recursive=True):
-                    members.append(self._procs.setdefault(child.pid, child))
-            return members
+            if self.scope == "self":
+                return [root]
+            return [self._procs.setdefault(c.pid, c) for c in root.children(recursive=True)]
         except psutil.Error:
             return []
 
@@ -87,14 +86,17 @@ class Meter:
         return total / MB
 
     def cpu_s(self) -> float:
-        total = 0.0
+        """CPU seconds so far. A member that has exited (a recycled OpenCode) keeps counting
+        with its last reading, so a window over a recycle is not negative; the Sampler reads
+        every second, so at most a second of a dying process's CPU is missed."""
         for proc in self._members():
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
-                total += times.user + times.system
-                if self.scope != "self":
+                total = times.user + times.system
+                if self.scope == "below":
                     total += times.children_user + times.children_system
-        return total
+                self._cpu_seen[proc.pid] = total
+        return sum(self._cpu_seen.values())
 
 
 class Sampler:
@@ -119,6 +121,8 @@ class Sampler:
 
     def _sample(self) -> None:
         self.samples.append((time.monotonic(), {m.name: m.rss_mb() for m in self.meters}))
+        for meter in self.meters:
+            meter.cpu_s()  # keeps the last CPU reading of processes that may exit
 
     async def _run(self) -> None:
         while True:

@@ -79,6 +79,11 @@ BEAT_NAIVE = 0.8
 #: "No growth" over the soak: RSS of its last quarter over its first quarter, at most this much
 #: (OpenCode's garbage-collected heap swings by tens of MB; hence a share of it).
 GROWTH_MB, GROWTH_PCT = 5.0, 5.0
+#: Issue 8's aim for the pool: throughput with 2 OpenCode processes on 2 cores over 1.
+SCALING_AIM = 1.7
+#: Enough requests in flight to keep every worker of the pool busy.
+SCALING_CONCURRENCY = 20
+SCALING_SLICES = 6
 
 
 @dataclass
@@ -99,6 +104,10 @@ class Plan:
     soak_max_s: float
     deadline_s: float
     profile: bool
+    #: Workers of a second gateway measured against this run's (0: no scaling phase), and
+    #: requests per slice of that phase.
+    scaling: int = 0
+    scaling_per_slice: int = 120
     keep: bool = False
     gateway_args: list[str] = field(default_factory=list)
     out: Path = field(default=RESULTS)
@@ -123,6 +132,9 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument("--gateway-arg", action="append", default=[], metavar="ARG",
                         help="extra argument for `opencode-openai server-openai`, repeatable "
                              "(e.g. --gateway-arg=--timeout --gateway-arg=30000)")
+    parser.add_argument("--scaling", type=int, nargs="?", const=2, default=0, metavar="N",
+                        help="last, compare throughput with a second gateway running N OpenCode "
+                             "workers (default N: 2), in alternating slices")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (logs, workspaces)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
@@ -142,6 +154,9 @@ def parse_args(argv: list[str] | None) -> Plan:
     if args.soak is not None:
         plan.soak = args.soak
     plan.keep, plan.out, plan.gateway_args = args.keep, args.out, args.gateway_arg
+    plan.scaling = args.scaling
+    if plan.mode == "full":
+        plan.scaling_per_slice = 300
     return plan
 
 
@@ -265,6 +280,8 @@ class Bench:
             await self.streams(gw)
             self.result["rss_after_load_mb"] = self.rss()
             await self.soak(gateway, gateway_ocs, direct, gw, client)
+            if plan.scaling:
+                await self.scaling(gw, client, config, tmp)
         finally:
             say("stopping")
             if direct is not None:
@@ -334,39 +351,79 @@ class Bench:
             results["gateway"], results["direct"], "ttft"
         )
 
+    async def alternating(
+        self, sides: dict[str, Any], concurrency: int, per_slice: int, phase: str,
+        slices: int | None = None,
+    ) -> dict[str, Any]:
+        """Closed loops of each side in alternating slices (ABBA...), so that a change in what
+        the rest of the machine does hits both sides alike; req/s, latency and CPU per side."""
+        plan = self.plan
+        outcomes: dict[str, list[Outcome]] = {name: [] for name in sides}
+        elapsed = dict.fromkeys(sides, 0.0)
+        windows: dict[str, list[CpuWindow]] = {name: [] for name in sides}
+        for i in range(slices or plan.slices):
+            for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+                with self.cpu(name) as window:
+                    got, took = await closed_loop(
+                        sides[name], concurrency, per_slice, plan.deadline_s, plan.throughput_max_s
+                    )
+                outcomes[name] += got
+                elapsed[name] += took
+                windows[name].append(window)
+        entry: dict[str, Any] = {}
+        for name in sides:
+            ok = sum(1 for o in outcomes[name] if o.kind == "ok")
+            entry[name] = {
+                **summary(outcomes[name]),
+                "elapsed_s": round(elapsed[name], 2),
+                "req_per_s": round(ok / elapsed[name], 2) if elapsed[name] else 0.0,
+                "cpu": self.record_cpu(f"{phase}_{name}", merge(windows[name]),
+                                       len(outcomes[name])),
+            }
+        return entry
+
     async def throughput(self, direct: OpenCodeDriver, gw: GatewayDriver) -> None:
-        """Closed loops, naive and gateway alternating in slices (ABBA...), so that a change in
-        what the rest of the machine does hits both sides alike."""
         plan = self.plan
         self.result["throughput"] = {}
         for concurrency, per_slice in plan.throughput.items():
-            sides = {"naive": direct.naive, "gateway": gw.chat}
-            outcomes: dict[str, list[Outcome]] = {name: [] for name in sides}
-            elapsed = dict.fromkeys(sides, 0.0)
-            windows: dict[str, list[CpuWindow]] = {name: [] for name in sides}
             say(f"throughput at concurrency {concurrency}: {plan.slices} slices of {per_slice} "
                 "requests per side, naive and gateway alternating")
-            for i in range(plan.slices):
-                for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
-                    with self.cpu(name) as window:
-                        got, took = await closed_loop(
-                            sides[name], concurrency, per_slice, plan.deadline_s,
-                            plan.throughput_max_s,
-                        )
-                    outcomes[name] += got
-                    elapsed[name] += took
-                    windows[name].append(window)
-            entry: dict[str, Any] = {}
-            for name in sides:
-                ok = sum(1 for o in outcomes[name] if o.kind == "ok")
-                entry[name] = {
-                    **summary(outcomes[name]),
-                    "elapsed_s": round(elapsed[name], 2),
-                    "req_per_s": round(ok / elapsed[name], 2) if elapsed[name] else 0.0,
-                    "cpu": self.record_cpu(f"c{concurrency}_{name}", merge(windows[name]),
-                                           len(outcomes[name])),
-                }
-            self.result["throughput"][str(concurrency)] = entry
+            self.result["throughput"][str(concurrency)] = await self.alternating(
+                {"naive": direct.naive, "gateway": gw.chat}, concurrency, per_slice,
+                f"c{concurrency}",
+            )
+
+    async def scaling(self, gw: GatewayDriver, client: Any, config: Path, tmp: Path) -> None:
+        """This run's gateway against a second one with `--opencode-workers N`, same run.
+
+        The figure of the pool: how throughput grows with OpenCode processes on this machine,
+        where the load generator, the fake upstream and the gateway share the cores too.
+        """
+        plan = self.plan
+        workers = plan.scaling
+        name = f"gateway-{workers}w"
+        (tmp / name).mkdir()
+        other = Gateway(tmp / name, config, STATE / name,
+                        [*plan.gateway_args, "--opencode-workers", str(workers)])
+        say(f"scaling: starting a gateway with {workers} OpenCode workers")
+        try:
+            await other.start(client, 240)
+            pooled = GatewayDriver(client, other.url, other.headers)
+            sides = {"gateway": gw.chat, "pool": pooled.chat}
+            c, per_slice = SCALING_CONCURRENCY, plan.scaling_per_slice
+            for request in sides.values():  # both warm, at this concurrency
+                await closed_loop(request, c, 3 * c, plan.deadline_s, 30.0)
+            # More slices than the other phases: this machine's speed drifts over tens of
+            # seconds, and a slice of each side must meet every state of it.
+            slices = max(plan.slices, SCALING_SLICES)
+            say(f"scaling: {slices} slices of {per_slice} requests at concurrency {c}, "
+                f"1 worker and {workers} alternating")
+            self.result["scaling"] = {
+                "workers": workers, "concurrency": c, "slices": slices,
+                **await self.alternating(sides, c, per_slice, "scaling", slices),
+            }
+        finally:
+            await other.stop()
 
     async def streams(self, gw: GatewayDriver) -> None:
         n = self.plan.streams
@@ -581,6 +638,35 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
     out.append(Row("  sessions left in OpenCode", str(k["direct_workspace_sessions_left"]),
                    str(k["sessions_left"]), "", f"<= pool ({pooled})",
                    verdict(k["sessions_left"] <= pooled)))
+
+    if "scaling" in r:
+        sc = r["scaling"]
+        one, pool, workers = sc["gateway"], sc["pool"], sc["workers"]
+        out.append(f"scaling: throughput at c={sc['concurrency']}, non-streamed, "
+                   f"{sc['slices']} alternating slices; baseline = this run's gateway, "
+                   f"against one with --opencode-workers {workers}")
+        gain = pool["req_per_s"] / one["req_per_s"] if one["req_per_s"] else float("nan")
+        aim = workers == 2 and r["environment"]["cpus"] == 2
+        out.append(Row("req/s", fmt(one["req_per_s"]), fmt(pool["req_per_s"]),
+                       ratio(pool["req_per_s"], one["req_per_s"]),
+                       f">= {SCALING_AIM:g}x (aim)" if aim else "",
+                       verdict(gain >= SCALING_AIM) if aim else ""))
+        out.append(Row("  latency p50 / p99 (ms)",
+                       f"{fmt(one['latency_ms']['p50'], 0)} / {fmt(one['latency_ms']['p99'], 0)}",
+                       f"{fmt(pool['latency_ms']['p50'], 0)} / {fmt(pool['latency_ms']['p99'], 0)}"))
+        out.append(Row("  errors+429+hung", str(one["errors"] + one["hung"] + one["429"]),
+                       str(pool["errors"] + pool["hung"] + pool["429"]), "", "0",
+                       verdict(pool["errors"] + pool["hung"] + pool["429"] == 0)))
+        out.append(Row("  machine CPU (% of one core)",
+                       fmt(one["cpu"]["percent_of_one_core"]["machine"], 0),
+                       fmt(pool["cpu"]["percent_of_one_core"]["machine"], 0)))
+        # One OpenCode at saturation uses more than a core (its runtime's own threads): the
+        # cores divided by that bounds what N processes can gain here, before the gateway,
+        # upstream and load generator take their share.
+        busy = one["cpu"]["percent_of_one_core"]["gateway_opencode"]
+        cores = 100 * r["environment"]["cpus"]
+        out.append(Row("  one OpenCode's CPU, saturated (% of one core)", fmt(busy, 0), "", "",
+                       f"ceiling {fmt(min(workers, cores / busy) if busy else float('nan'), 2)}x"))
 
     out.append("load generator and machine (CPU, % of one core; "
                f"{r['environment']['cpus']} cores)")

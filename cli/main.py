@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="chat requests running at once; more wait in a queue "
                        "[OPENCODE_OPENAI_MAX_CONCURRENT_TURNS]")
     serve.add_argument("--max-queued-turns", type=int,
-                       default=env("OPENCODE_OPENAI_MAX_QUEUED_TURNS", "128"),
+                       default=env("OPENCODE_OPENAI_MAX_QUEUED_TURNS", "256"),
                        help="chat requests waiting for a slot; beyond, 429 with Retry-After "
                        "[OPENCODE_OPENAI_MAX_QUEUED_TURNS]")
     serve.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",

@@ -73,7 +73,7 @@ class GatewayConfig:
     startup_timeout_s: float = 120.0
     #: Turns running at once per OpenCode process, and turns waiting beyond those (then 429).
     max_concurrent_turns: int = 64
-    max_queued_turns: int = 128
+    max_queued_turns: int = 256
     #: Browser origins allowed by CORS; none by default (CORS off).
     cors_origins: tuple[str, ...] = ()
     #: On SIGTERM, how long running requests may take to finish before they are aborted.
