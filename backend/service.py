@@ -107,6 +107,8 @@ class OpenCodeBackend:
             if loop.time() > deadline:
                 raise BackendUnavailable("no OpenCode worker can take the request now")
             await asyncio.sleep(0.05)
+        if len(self.workers) == 1:
+            return accepting[0]
         least = min(accepting, key=lambda w: w.load)
         own = self.workers[_affinity(plan, len(self.workers))]
         if own.accepting and own.load <= least.load + AFFINITY_SLACK:

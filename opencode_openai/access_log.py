@@ -60,11 +60,12 @@ class AccessLog:
             status = status or 499  # 499: the client went away before any answer
             self.metrics.request_done(scope["path"], status, seconds)
             client = scope.get("client")
-            log.info(json.dumps({
-                "request_id": request_id,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(seconds * 1000, 1),
-                "client": client[0] if client else None,
-            }))
+            if log.isEnabledFor(logging.INFO):
+                log.info(json.dumps({
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                    "client": client[0] if client else None,
+                }))
