@@ -66,7 +66,8 @@ class OpenCodeClient:
                 path + self._query,
                 data=data,
                 headers={"Content-Type": "application/json"} if data is not None else None,
-                timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
+                # Not None: for aiohttp, None means no limit at all, not the pool's default.
+                timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self._pool.timeout,
             ) as response:
                 body = await response.read()
         except asyncio.TimeoutError as exc:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from opencode_openai.backend import client as client_module
 from opencode_openai.backend.client import OpenCodeClient, _sse_data, connection_pool
-from opencode_openai.errors import BackendUnavailable
+from opencode_openai.errors import BackendTimeout, BackendUnavailable
 
 
 def _payloads(chunks: list[bytes]) -> list[bytes]:
@@ -57,32 +59,55 @@ def test_a_last_line_without_newline_is_not_an_event() -> None:
     assert [json.loads(p)["n"] for p in _payloads([stream])] == [1]
 
 
+@contextlib.asynccontextmanager
+async def _silent_opencode() -> AsyncIterator[OpenCodeClient]:
+    """A client of a server that takes every connection and never answers (OpenCode starting)."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = connection_pool(f"http://127.0.0.1:{port}", "secret")
+    try:
+        yield OpenCodeClient(pool, "/tmp/ws")
+    finally:
+        await pool.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 def test_an_event_stream_that_never_opens_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
     # OpenCode still starting can accept `GET /event` and never answer; the event reader must
     # get an error (and retry) rather than wait forever.
     monkeypatch.setattr(client_module, "_STREAM_OPEN_S", 0.3)
 
     async def run() -> float:
-        accepted: list[asyncio.StreamWriter] = []
-
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            accepted.append(writer)  # read nothing, answer nothing
-
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        pool = connection_pool(f"http://127.0.0.1:{port}", "secret")
-        t0 = time.monotonic()
-        try:
+        async with _silent_opencode() as client:
+            t0 = time.monotonic()
             with pytest.raises(BackendUnavailable, match="did not open"):
                 async with asyncio.timeout(3):  # without the bound: TimeoutError, not ours
-                    async with OpenCodeClient(pool, "/tmp/ws").event_data():
+                    async with client.event_data():
                         pass
             return time.monotonic() - t0
-        finally:
-            await pool.close()
-            for writer in accepted:
-                writer.close()
-            server.close()
-            await server.wait_closed()
+
+    assert asyncio.run(run()) < 2.0
+
+
+def test_a_call_opencode_never_answers_ends_at_the_pool_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every short call (prompt, session create and delete) is bounded by the pool's timeout
+    # (30 s); here shortened, so the test is quick.
+    monkeypatch.setattr(client_module, "_DEFAULT_TIMEOUT", aiohttp.ClientTimeout(total=0.3))
+
+    async def run() -> float:
+        async with _silent_opencode() as client:
+            t0 = time.monotonic()
+            with pytest.raises(BackendTimeout, match="did not answer POST /session"):
+                async with asyncio.timeout(3):  # unbounded: TimeoutError, not ours
+                    await client.create_session("t")
+            return time.monotonic() - t0
 
     assert asyncio.run(run()) < 2.0
