@@ -16,7 +16,7 @@ import pytest
 
 from contract.transport import ValidatingTransport
 from tests.support.fake_upstream import FakeUpstream
-from opencode_openai.config import Secret
+from opencode_openai.core.settings import Secret
 from tests.support.gateway import (
     API_KEY,
     CORS_ORIGIN,

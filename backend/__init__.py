@@ -1,32 +1,10 @@
-"""Everything that talks to OpenCode: process supervision, HTTP client, event stream, turns."""
+"""Everything that talks to OpenCode: process supervision, HTTP client, event stream, turns.
 
-from .catalog import DEFAULT_ALIAS, CatalogModel, ModelCatalog, ModelRef
-from .service import OpenCodeBackend
-from .turn import (
-    ReasoningDelta,
-    TextDelta,
-    ToolCallDelta,
-    TurnEvent,
-    TurnFinished,
-    TurnPlan,
-    Usage,
-    run_turn,
-)
-from .workspace import ClientTool
+OpenCode's wire format (its HTTP API, events, part objects, the plugin's metadata) stays in
+this package; the rest of the gateway speaks `opencode_openai.core`'s plan and events.
+"""
 
-__all__ = [
-    "DEFAULT_ALIAS",
-    "CatalogModel",
-    "ClientTool",
-    "ModelCatalog",
-    "ModelRef",
-    "OpenCodeBackend",
-    "ReasoningDelta",
-    "TextDelta",
-    "ToolCallDelta",
-    "TurnEvent",
-    "TurnFinished",
-    "TurnPlan",
-    "Usage",
-    "run_turn",
-]
+from opencode_openai.backend.service import OpenCodeBackend
+from opencode_openai.backend.turn import run_turn
+
+__all__ = ["OpenCodeBackend", "run_turn"]

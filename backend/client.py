@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..errors import BackendError, BackendTimeout, BackendUnavailable
+from opencode_openai.core.errors import BackendError, BackendTimeout, BackendUnavailable
 
 __all__ = ["OpenCodeClient", "connection_pool"]
 

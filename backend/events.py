@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from .client import OpenCodeClient
+from opencode_openai.backend.client import OpenCodeClient
 
 __all__ = ["LOST", "RECONNECTED", "EventStream"]
 

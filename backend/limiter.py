@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from ..errors import RateLimited
+from opencode_openai.core.errors import RateLimited
 
 __all__ = ["TurnLimiter"]
 

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import BackendUnavailable
+from opencode_openai.core.errors import BackendUnavailable
 
 __all__ = ["OpenCodeNotFound", "OpenCodeProcess", "find_opencode", "generated_config"]
 

@@ -17,11 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..config import GatewayConfig
-from ..errors import BackendUnavailable, GatewayError
-from .catalog import ModelCatalog
-from .turn import TurnPlan
-from .worker import OpenCodeWorker
+from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.errors import BackendUnavailable, GatewayError
+from opencode_openai.core.models import ModelCatalog
+from opencode_openai.core.plan import TurnPlan
+from opencode_openai.backend.worker import OpenCodeWorker
 
 __all__ = ["OpenCodeBackend"]
 

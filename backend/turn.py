@@ -15,29 +15,20 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, UpstreamFailed
-from .catalog import ModelRef
-from .events import LOST, RECONNECTED
-from .workspace import AGENT, STRUCTURED_OUTPUT, ClientTool
+from opencode_openai.core.errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, UpstreamFailed
+from opencode_openai.backend.events import LOST, RECONNECTED
+from opencode_openai.backend.workspace import AGENT, STRUCTURED_OUTPUT
+from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
+from opencode_openai.core.plan import TurnPlan
 
 if TYPE_CHECKING:
-    from .instance import WorkspaceInstance
-    from .service import OpenCodeBackend
-    from .worker import OpenCodeWorker
+    from opencode_openai.backend.instance import WorkspaceInstance
+    from opencode_openai.backend.service import OpenCodeBackend
+    from opencode_openai.backend.worker import OpenCodeWorker
 
-__all__ = [
-    "ReasoningDelta",
-    "TextDelta",
-    "ToolCallDelta",
-    "TurnEvent",
-    "TurnFinished",
-    "TurnPlan",
-    "Usage",
-    "run_turn",
-]
+__all__ = ["run_turn"]
 
 log = logging.getLogger("opencode_openai.turn")
 
@@ -45,64 +36,6 @@ PLUGIN_KEY = "opencode-openai"
 #: With no event for this long, read the session's messages: the event stream may be stalled.
 SILENCE_S = 3.0
 
-
-@dataclass(frozen=True)
-class TurnPlan:
-    """What to ask: the model, the exact system texts, messages and sampling settings.
-
-    `messages` are in the plugin's format: `{"role": "user"|"assistant", "parts": [...]}` with
-    OpenCode part objects (text, file, tool). `output_schema` asks OpenCode's structured output
-    for JSON matching that JSON Schema; `tools` are the client's, offered upstream, never run.
-    """
-
-    model: ModelRef
-    system: list[str]
-    messages: list[dict[str, Any]]
-    params: dict[str, Any] = field(default_factory=dict)
-    output_schema: dict[str, Any] | None = None
-    tools: tuple[ClientTool, ...] = ()
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class ReasoningDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallDelta:
-    """The model calls a client tool: first `id` and `name`, then the `arguments` JSON text."""
-
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: str = ""
-
-
-@dataclass(frozen=True)
-class TurnFinished:
-    #: OpenAI's finish_reason: stop, length, content_filter or tool_calls.
-    finish_reason: str
-    usage: Usage
-
-
-TurnEvent = TextDelta | ReasoningDelta | ToolCallDelta | TurnFinished
 
 _FINISH = {"stop": "stop", "length": "length", "content-filter": "content_filter"}
 

@@ -17,15 +17,17 @@ from typing import Any
 
 import aiohttp
 
-from ..config import GatewayConfig
-from ..errors import BackendUnavailable, GatewayError
-from ._tasks import BackgroundTasks
-from .client import connection_pool
-from .catalog import ModelCatalog
-from .instance import WorkspaceInstance
-from .limiter import TurnLimiter
-from .process import OpenCodeProcess, find_opencode
-from .workspace import AGENT, ClientTool, prepare_workspace, toolset_key
+from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.errors import BackendUnavailable, GatewayError
+from opencode_openai.backend._tasks import BackgroundTasks
+from opencode_openai.backend.client import connection_pool
+from opencode_openai.backend.catalog import catalog_from_opencode
+from opencode_openai.backend.instance import WorkspaceInstance
+from opencode_openai.backend.limiter import TurnLimiter
+from opencode_openai.backend.process import OpenCodeProcess, find_opencode
+from opencode_openai.backend.workspace import AGENT, prepare_workspace, toolset_key
+from opencode_openai.core.models import ModelCatalog
+from opencode_openai.core.plan import ClientTool
 
 __all__ = ["OpenCodeWorker"]
 
@@ -122,7 +124,7 @@ class OpenCodeWorker:
         providers, opencode_config = await asyncio.gather(
             self.main.client.providers(), self.main.client.config()
         )
-        self.catalog = ModelCatalog.from_opencode(providers, opencode_config)
+        self.catalog = catalog_from_opencode(providers, opencode_config)
         await self._check_agent()
         self.state = "ready"
         self.error = None

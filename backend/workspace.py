@@ -14,31 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AGENT", "PLUGIN_PATH", "TOOLS_FILE", "ClientTool", "prepare_workspace", "toolset_key"]
+from opencode_openai.core.plan import ClientTool
+
+__all__ = ["AGENT", "PLUGIN_PATH", "TOOLS_FILE", "prepare_workspace", "toolset_key"]
 
 AGENT = "opencode-openai"
-PLUGIN_PATH = Path(str(resources.files(__package__).joinpath("plugin/opencode-openai.js")))
+PLUGIN_PATH = Path(str(resources.files("opencode_openai.backend").joinpath("plugin/opencode-openai.js")))
 #: Read by the plugin at instance start; must match TOOLS_FILE in plugin/opencode-openai.js.
 TOOLS_FILE = "opencode-openai.tools.json"
 #: OpenCode's internal tool for `format` (response_format); it runs no host code.
 STRUCTURED_OUTPUT = "StructuredOutput"
-
-
-@dataclass(frozen=True)
-class ClientTool:
-    """A function tool the API client defined (and will run itself)."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
 
 def toolset_key(tools: tuple[ClientTool, ...]) -> str:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import uvicorn
 
-from ..backend import OpenCodeBackend
-from ..config import GatewayConfig, Secret, default_state_dir, is_loopback
+from opencode_openai.backend import OpenCodeBackend
+from opencode_openai.core.settings import GatewayConfig, Secret, default_state_dir, is_loopback
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -218,7 +218,7 @@ def _key_label(config: GatewayConfig, generated: bool) -> str:
 
 
 def serve(config: GatewayConfig, generated: bool) -> int:
-    from ..app import create_app
+    from opencode_openai.app import create_app
 
     try:
         sock = _bind(config.host, config.port)

@@ -9,11 +9,12 @@ from typing import Any
 from connexion import request
 from starlette.responses import StreamingResponse
 
-from ..backend import OpenCodeBackend, TurnEvent, run_turn
-from ..config import GatewayConfig
-from ..metrics import observe_turn
-from ..openai_map import completion_from_events, new_meta, plan_from_request, sse_stream
-from ._disconnect import cancel_on_disconnect
+from opencode_openai.backend import OpenCodeBackend, run_turn
+from opencode_openai.core.events import TurnEvent
+from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.metrics import observe_turn
+from opencode_openai.protocols.openai_chat import completion_from_events, new_meta, plan_from_request, sse_stream
+from opencode_openai.handlers._disconnect import cancel_on_disconnect
 
 JSON = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -6,7 +6,7 @@ from typing import Any
 
 from connexion import request
 
-from ..backend import OpenCodeBackend
+from opencode_openai.backend import OpenCodeBackend
 
 
 async def get_health() -> Any:

@@ -6,8 +6,8 @@ from typing import Any
 
 from connexion import request
 
-from ..backend import OpenCodeBackend
-from ..metrics import GatewayMetrics
+from opencode_openai.backend import OpenCodeBackend
+from opencode_openai.core.metrics import GatewayMetrics
 
 
 async def get_metrics() -> Any:

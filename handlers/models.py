@@ -6,8 +6,9 @@ from typing import Any
 
 from connexion import request
 
-from ..backend import DEFAULT_ALIAS, CatalogModel, OpenCodeBackend
-from ..errors import ModelNotFound
+from opencode_openai.backend import OpenCodeBackend
+from opencode_openai.core.models import DEFAULT_ALIAS, CatalogModel
+from opencode_openai.core.errors import ModelNotFound
 
 
 def _model(model_id: str, entry: CatalogModel) -> dict[str, Any]:

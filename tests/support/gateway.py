@@ -20,7 +20,7 @@ import uvicorn
 
 from opencode_openai.app import create_app
 from opencode_openai.backend import OpenCodeBackend
-from opencode_openai.config import GatewayConfig, Secret
+from opencode_openai.core.settings import GatewayConfig, Secret
 
 API_KEY = "sk-test-gateway-key"
 SECOND_KEY = "sk-test-second-key"

@@ -9,17 +9,10 @@ from typing import Any
 
 import pytest
 
-from opencode_openai.backend import (
-    ModelCatalog,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallDelta,
-    TurnEvent,
-    TurnFinished,
-    Usage,
-)
-from opencode_openai.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
-from opencode_openai.openai_map import completion_from_events, new_meta, plan_from_request, sse_stream
+from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
+from opencode_openai.backend.catalog import catalog_from_opencode
+from opencode_openai.core.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
+from opencode_openai.protocols.openai_chat import completion_from_events, new_meta, plan_from_request, sse_stream
 
 PROVIDERS = {
     "providers": [
@@ -30,7 +23,7 @@ PROVIDERS = {
     ],
     "default": {"p": "text"},
 }
-CATALOG = ModelCatalog.from_opencode(PROVIDERS, {})
+CATALOG = catalog_from_opencode(PROVIDERS, {})
 
 
 def plan(**body: Any):  # type: ignore[no-untyped-def]

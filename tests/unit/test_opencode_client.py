@@ -13,7 +13,7 @@ import pytest
 
 from opencode_openai.backend import client as client_module
 from opencode_openai.backend.client import OpenCodeClient, _sse_data, connection_pool
-from opencode_openai.errors import BackendTimeout, BackendUnavailable
+from opencode_openai.core.errors import BackendTimeout, BackendUnavailable
 
 
 def _payloads(chunks: list[bytes]) -> list[bytes]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from opencode_openai.backend import ReasoningDelta, TextDelta, ToolCallDelta, TurnFinished
+from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnFinished
 from opencode_openai.backend.turn import _Turn
-from opencode_openai.errors import UpstreamFailed
+from opencode_openai.core.errors import UpstreamFailed
 
 
 def ev(kind: str, **props: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, to_openai_error
+from opencode_openai.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, to_openai_error
 
 __all__ = ["BodyGuard", "send_error"]
 

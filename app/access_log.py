@@ -14,7 +14,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .metrics import GatewayMetrics
+from opencode_openai.core.metrics import GatewayMetrics
 
 __all__ = ["AccessLog", "request_id_of"]
 

@@ -11,9 +11,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..backend import TurnEvent, TurnFinished
-from ..errors import to_openai_error
-from .response import CompletionMeta, chunk_from_event, finish_chunk, role_chunk, usage_chunk
+from opencode_openai.core.events import TurnEvent, TurnFinished
+from opencode_openai.core.errors import to_openai_error
+from opencode_openai.protocols.openai_chat.response import CompletionMeta, chunk_from_event, finish_chunk, role_chunk, usage_chunk
 
 __all__ = ["DONE", "frame", "sse_stream"]
 

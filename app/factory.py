@@ -19,9 +19,9 @@ from connexion.middleware.response_validation import ResponseValidationMiddlewar
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from .backend import OpenCodeBackend
-from .config import GatewayConfig
-from .errors import (
+from opencode_openai.backend import OpenCodeBackend
+from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.errors import (
     AuthenticationFailed,
     GatewayError,
     InvalidRequest,
@@ -30,10 +30,10 @@ from .errors import (
     UnsupportedMediaType,
     to_openai_error,
 )
-from .access_log import AccessLog
-from .metrics import GatewayMetrics
-from .middleware import BodyGuard
-from .validation import validator_map
+from opencode_openai.app.access_log import AccessLog
+from opencode_openai.core.metrics import GatewayMetrics
+from opencode_openai.app.body_guard import BodyGuard
+from opencode_openai.app.body_validator import validator_map
 
 __all__ = ["create_app", "load_spec"]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
+from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
 
 __all__ = [
     "CompletionMeta",

@@ -17,7 +17,7 @@ from connexion.json_schema import Draft4RequestValidator
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
 from jsonschema import Draft4Validator
 
-from .errors import InvalidRequest
+from opencode_openai.core.errors import InvalidRequest
 
 __all__ = ["OpenAIBodyValidator", "validator_map"]
 

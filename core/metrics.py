@@ -13,8 +13,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .backend import ReasoningDelta, TurnEvent, TurnFinished
-from .errors import GatewayError
+from opencode_openai.core.events import ReasoningDelta, TurnEvent, TurnFinished
+from opencode_openai.core.errors import GatewayError
 
 __all__ = ["GatewayMetrics", "observe_turn"]
 

@@ -13,8 +13,8 @@ import json
 import mimetypes
 from typing import Any
 
-from ..backend import CatalogModel
-from ..errors import InvalidRequest, UnsupportedParameter
+from opencode_openai.core.models import CatalogModel
+from opencode_openai.core.errors import InvalidRequest, UnsupportedParameter
 
 __all__ = ["conversation"]
 

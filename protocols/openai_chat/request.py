@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import CatalogModel, ClientTool, ModelCatalog, TurnPlan
-from ..errors import InvalidRequest, ModelNotFound, UnsupportedParameter
-from .messages import conversation
+from opencode_openai.core.models import CatalogModel, ModelCatalog
+from opencode_openai.core.plan import ClientTool, TurnPlan
+from opencode_openai.core.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
+from opencode_openai.protocols.openai_chat.messages import conversation
 
 __all__ = ["RequestOptions", "plan_from_request"]
 

@@ -3,9 +3,9 @@
 No I/O here: the backend runs turns, handlers wire the two together.
 """
 
-from .request import RequestOptions, plan_from_request
-from .response import CompletionMeta, completion_from_events, new_meta
-from .sse import sse_stream
+from opencode_openai.protocols.openai_chat.request import RequestOptions, plan_from_request
+from opencode_openai.protocols.openai_chat.response import CompletionMeta, completion_from_events, new_meta
+from opencode_openai.protocols.openai_chat.sse import sse_stream
 
 __all__ = [
     "CompletionMeta",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from .config import GatewayConfig
+from opencode_openai.core.settings import GatewayConfig
 
 __all__ = ["bearer_info", "key_matches"]
 

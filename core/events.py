@@ -1,0 +1,49 @@
+"""TurnEvent: what a turn tells, in the gateway's own terms; each protocol renders these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ReasoningDelta", "TextDelta", "ToolCallDelta", "TurnEvent", "TurnFinished", "Usage"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """The model calls a client tool: first `id` and `name`, then the `arguments` JSON text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    #: OpenAI's finish_reason: stop, length, content_filter or tool_calls.
+    finish_reason: str
+    usage: Usage
+
+
+TurnEvent = TextDelta | ReasoningDelta | ToolCallDelta | TurnFinished
