@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from contract.transport import ValidatingTransport
-from tests.support.fake_upstream import FakeUpstream
 from opencode_openai.core.settings import Secret
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import (
     API_KEY,
     CORS_ORIGIN,
@@ -42,7 +42,9 @@ def fake_upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="session")
-def gateway(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+def gateway(
+    fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
     tmp: Path = tmp_path_factory.mktemp("gateway")
     server = GatewayServer(gateway_config(tmp, fake_upstream.base_url)).start()
     yield server
@@ -72,7 +74,11 @@ def client(gateway: GatewayServer) -> Iterator[openai.OpenAI]:
     transport = ValidatingTransport()
     with httpx.Client(transport=transport, timeout=30) as http_client:
         yield openai.OpenAI(
-            base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=30, http_client=http_client
+            base_url=gateway.base_url,
+            api_key=API_KEY,
+            max_retries=0,
+            timeout=30,
+            http_client=http_client,
         )
     transport.assert_clean()
 

@@ -48,7 +48,10 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -61,11 +64,15 @@ class AccessLog:
             self.metrics.request_done(scope["path"], status, seconds)
             client = scope.get("client")
             if log.isEnabledFor(logging.INFO):
-                log.info(json.dumps({
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 1),
-                    "client": client[0] if client else None,
-                }))
+                log.info(
+                    json.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "duration_ms": round(seconds * 1000, 1),
+                            "client": client[0] if client else None,
+                        }
+                    )
+                )

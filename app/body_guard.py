@@ -15,7 +15,13 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opencode_openai.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, to_openai_error
+from opencode_openai.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    to_openai_error,
+)
 
 __all__ = ["BodyGuard", "send_error"]
 
@@ -25,7 +31,10 @@ _JSON_TYPES = ("application/json",)
 async def send_error(send: Send, exc: BaseException) -> None:
     status, body, headers = to_openai_error(exc)
     payload = json.dumps(body).encode()
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": payload})
@@ -64,7 +73,10 @@ class BodyGuard:
             await send_error(send, exc)
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in _NO_BODY]
-        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
         replayed = False
 
         async def replay() -> Message:
@@ -79,7 +91,11 @@ class BodyGuard:
     async def _read(self, scope: Scope, receive: Receive) -> bytes:
         media_type = _media_type(scope)
         # A missing Content-Type is read as JSON: curl users forget it, and the meaning is clear.
-        if media_type is not None and media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+        if (
+            media_type is not None
+            and media_type not in _JSON_TYPES
+            and not media_type.endswith("+json")
+        ):
             raise UnsupportedMediaType(
                 f"Content-Type `{media_type}` is not supported; send `application/json`"
             )

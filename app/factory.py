@@ -19,8 +19,10 @@ from connexion.middleware.response_validation import ResponseValidationMiddlewar
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from opencode_openai.app.access_log import AccessLog
+from opencode_openai.app.body_guard import BodyGuard
+from opencode_openai.app.body_validator import validator_map
 from opencode_openai.backend import OpenCodeBackend
-from opencode_openai.core.settings import GatewayConfig
 from opencode_openai.core.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -30,10 +32,8 @@ from opencode_openai.core.errors import (
     UnsupportedMediaType,
     to_openai_error,
 )
-from opencode_openai.app.access_log import AccessLog
 from opencode_openai.core.metrics import GatewayMetrics
-from opencode_openai.app.body_guard import BodyGuard
-from opencode_openai.app.body_validator import validator_map
+from opencode_openai.core.settings import GatewayConfig
 
 __all__ = ["create_app", "load_spec"]
 
@@ -128,10 +128,12 @@ def create_app(
     spec = load_spec(auth=config.auth)
     # Responses are checked against the spec by the contract suite, not on every request, so
     # Connexion's response-validation layer (a pass-through then) is left out of the stack.
-    middlewares = [m for m in ConnexionMiddleware.default_middlewares
-                   if m is not ResponseValidationMiddleware]
-    app = AsyncApp(__name__, lifespan=lifespan, validator_map=validator_map(),
-                   middlewares=middlewares)
+    middlewares = [
+        m for m in ConnexionMiddleware.default_middlewares if m is not ResponseValidationMiddleware
+    ]
+    app = AsyncApp(
+        __name__, lifespan=lifespan, validator_map=validator_map(), middlewares=middlewares
+    )
     app.add_api(spec)
     # Outermost first: every answer gets an id and a log line; CORS (off unless origins are
     # named) wraps the rest; the body guard runs after routing and security.

@@ -48,4 +48,4 @@ def _release_timestamp(release_date: Any) -> int:
         day = dt.date.fromisoformat(str(release_date)[:10])
     except ValueError:
         return 0
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())

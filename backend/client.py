@@ -36,7 +36,9 @@ def connection_pool(base_url: str, password: str | None) -> aiohttp.ClientSessio
 
     Proxy variables are not read (`trust_env` off): OpenCode is the gateway's own backend.
     """
-    headers = {"Authorization": aiohttp.BasicAuth("opencode", password).encode()} if password else {}
+    headers = (
+        {"Authorization": aiohttp.BasicAuth("opencode", password).encode()} if password else {}
+    )
     return aiohttp.ClientSession(
         base_url=base_url.rstrip("/"),
         headers=headers,
@@ -70,7 +72,7 @@ class OpenCodeClient:
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self._pool.timeout,
             ) as response:
                 body = await response.read()
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise BackendTimeout(f"OpenCode did not answer {method} {path} in time") from exc
         except aiohttp.ClientError as exc:
             raise BackendUnavailable(f"OpenCode is not reachable ({exc})") from exc

@@ -76,7 +76,7 @@ class EventStream:
                         self._dispatch(event)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+            except Exception as exc:
                 log.warning("OpenCode event stream failed (%s); reconnecting", exc)
             self._connected.clear()
             self._broadcast({"type": LOST, "properties": {}})

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import aiohttp
 
-from opencode_openai.core.errors import GatewayError
 from opencode_openai.backend.client import OpenCodeClient
 from opencode_openai.backend.events import EventStream
 from opencode_openai.backend.sessions import SessionPool
+from opencode_openai.core.errors import GatewayError
 
 __all__ = ["WorkspaceInstance"]
 

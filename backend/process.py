@@ -168,7 +168,12 @@ class OpenCodeProcess:
         if not self.port:
             self.port = _free_port()
         self._proc = await asyncio.create_subprocess_exec(
-            self.binary, "serve", "--port", str(self.port), "--hostname", "127.0.0.1",
+            self.binary,
+            "serve",
+            "--port",
+            str(self.port),
+            "--hostname",
+            "127.0.0.1",
             cwd=self.workspace,
             env=self._environment(config_file),
             stdin=asyncio.subprocess.DEVNULL,
@@ -215,7 +220,7 @@ class OpenCodeProcess:
                 proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), grace_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()

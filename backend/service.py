@@ -17,11 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.backend.worker import OpenCodeWorker
 from opencode_openai.core.errors import BackendUnavailable, GatewayError
 from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import TurnPlan
-from opencode_openai.backend.worker import OpenCodeWorker
+from opencode_openai.core.settings import GatewayConfig
 
 __all__ = ["OpenCodeBackend"]
 
@@ -35,7 +35,9 @@ AFFINITY_SLACK = 2
 def _affinity(plan: TurnPlan, workers: int) -> int:
     """A stable worker index for a conversation: its model and opening message."""
     opening = json.dumps([plan.model.id, plan.system[:1], plan.messages[:1]], sort_keys=True)
-    return int.from_bytes(hashlib.blake2b(opening.encode(), digest_size=4).digest(), "big") % workers
+    return (
+        int.from_bytes(hashlib.blake2b(opening.encode(), digest_size=4).digest(), "big") % workers
+    )
 
 
 class OpenCodeBackend:
@@ -81,7 +83,9 @@ class OpenCodeBackend:
         states = {w.state for w in self.workers}
         if "ready" in states:
             return "ready"
-        return next((s for s in ("restarting", "recycling", "starting") if s in states), "unavailable")
+        return next(
+            (s for s in ("restarting", "recycling", "starting") if s in states), "unavailable"
+        )
 
     @property
     def catalog(self) -> ModelCatalog:

@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 
-from opencode_openai.core.errors import GatewayError
 from opencode_openai.backend._tasks import BackgroundTasks
 from opencode_openai.backend.client import OpenCodeClient
+from opencode_openai.core.errors import GatewayError
 
 __all__ = ["SessionPool"]
 

@@ -17,10 +17,23 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from opencode_openai.core.errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, UpstreamFailed
 from opencode_openai.backend.events import LOST, RECONNECTED
 from opencode_openai.backend.workspace import AGENT, STRUCTURED_OUTPUT
-from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
+from opencode_openai.core.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    GatewayError,
+    UpstreamFailed,
+)
+from opencode_openai.core.events import (
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    TurnEvent,
+    TurnFinished,
+    Usage,
+)
 from opencode_openai.core.plan import TurnPlan
 
 if TYPE_CHECKING:
@@ -228,7 +241,9 @@ async def _next_event(queue: asyncio.Queue[dict[str, Any]], timeout: float) -> d
         return await queue.get()
 
 
-async def _recovered(instance: WorkspaceInstance, session_id: str, since_ms: float) -> list[dict[str, Any]]:
+async def _recovered(
+    instance: WorkspaceInstance, session_id: str, since_ms: float
+) -> list[dict[str, Any]]:
     """The turn's state read from the session's messages, replayed as events.
 
     Used where events may have been lost (the stream broke or went silent). Snapshots never
@@ -240,7 +255,10 @@ async def _recovered(instance: WorkspaceInstance, session_id: str, since_ms: flo
         if info.get("role") != "assistant" or (info.get("time") or {}).get("created", 0) < since_ms:
             continue
         events.append({"type": "message.updated", "properties": {"info": info}})
-        events += [{"type": "message.part.updated", "properties": {"part": p}} for p in message.get("parts") or []]
+        events += [
+            {"type": "message.part.updated", "properties": {"part": p}}
+            for p in message.get("parts") or []
+        ]
         if (info.get("time") or {}).get("completed"):
             events.append({"type": "session.idle", "properties": {}})
     return events

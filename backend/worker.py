@@ -17,17 +17,17 @@ from typing import Any
 
 import aiohttp
 
-from opencode_openai.core.settings import GatewayConfig
-from opencode_openai.core.errors import BackendUnavailable, GatewayError
 from opencode_openai.backend._tasks import BackgroundTasks
-from opencode_openai.backend.client import connection_pool
 from opencode_openai.backend.catalog import catalog_from_opencode
+from opencode_openai.backend.client import connection_pool
 from opencode_openai.backend.instance import WorkspaceInstance
 from opencode_openai.backend.limiter import TurnLimiter
 from opencode_openai.backend.process import OpenCodeProcess, find_opencode
 from opencode_openai.backend.workspace import AGENT, prepare_workspace, toolset_key
+from opencode_openai.core.errors import BackendUnavailable, GatewayError
 from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import ClientTool
+from opencode_openai.core.settings import GatewayConfig
 
 __all__ = ["OpenCodeWorker"]
 
@@ -99,7 +99,8 @@ class OpenCodeWorker:
         # one turn is taken by the next instead of being deleted and created again.
         assert self._pool is not None
         return WorkspaceInstance(
-            self._pool, self._workspace,
+            self._pool,
+            self._workspace,
             max_idle_sessions=self.config.max_concurrent_turns,
         )
 
@@ -158,10 +159,12 @@ class OpenCodeWorker:
             try:
                 await self._become_ready()
                 return
-            except Exception as exc:  # noqa: BLE001 - reported in /health, then tried again
+            except Exception as exc:
                 self.state = "unavailable"
                 self.error = str(exc)
-                log.warning("OpenCode worker %d did not warm up after a restart (%s)", self.index, exc)
+                log.warning(
+                    "OpenCode worker %d did not warm up after a restart (%s)", self.index, exc
+                )
             if self.process is not None and (self.process.exited() or self.process.pid != pid):
                 return  # died again: its next restart warms up on its own
             await asyncio.sleep(delay)

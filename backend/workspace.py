@@ -23,7 +23,9 @@ from opencode_openai.core.plan import ClientTool
 __all__ = ["AGENT", "PLUGIN_PATH", "TOOLS_FILE", "prepare_workspace", "toolset_key"]
 
 AGENT = "opencode-openai"
-PLUGIN_PATH = Path(str(resources.files("opencode_openai.backend").joinpath("plugin/opencode-openai.js")))
+PLUGIN_PATH = Path(
+    str(resources.files("opencode_openai.backend").joinpath("plugin/opencode-openai.js"))
+)
 #: Read by the plugin at instance start; must match TOOLS_FILE in plugin/opencode-openai.js.
 TOOLS_FILE = "opencode-openai.tools.json"
 #: OpenCode's internal tool for `format` (response_format); it runs no host code.

@@ -90,8 +90,11 @@ class EventReader:
         while True:
             try:
                 async with self.client.stream(
-                    "GET", f"{self.target.url}/event", params=self.target.params,
-                    headers=self.target.headers, timeout=httpx.Timeout(None, connect=5.0),
+                    "GET",
+                    f"{self.target.url}/event",
+                    params=self.target.params,
+                    headers=self.target.headers,
+                    timeout=httpx.Timeout(None, connect=5.0),
                 ) as response:
                     async for line in response.aiter_lines():
                         if not line.startswith("data:"):
@@ -106,7 +109,7 @@ class EventReader:
                             queue.put_nowait(event)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("bench event stream broke (%s); reconnecting", exc)
             await asyncio.sleep(0.1)
 
@@ -140,7 +143,9 @@ class OpenCodeDriver:
 
     async def _create(self, title: str) -> str:
         response = await self.client.post(
-            f"{self.t.url}/session", params=self.t.params, headers=self.t.headers,
+            f"{self.t.url}/session",
+            params=self.t.params,
+            headers=self.t.headers,
             json={"title": title},
         )
         response.raise_for_status()
@@ -167,7 +172,8 @@ class OpenCodeDriver:
         try:
             sid = await self._create("bench")
             response = await self.client.post(
-                f"{self.t.url}/session/{sid}/message", params=self.t.params,
+                f"{self.t.url}/session/{sid}/message",
+                params=self.t.params,
                 headers=self.t.headers,
                 json={
                     "agent": AGENT,
@@ -179,7 +185,9 @@ class OpenCodeDriver:
             if response.status_code != 200:
                 return _status(t0, response)
             body = response.json()
-            text = "".join(p.get("text", "") for p in body.get("parts", []) if p.get("type") == "text")
+            text = "".join(
+                p.get("text", "") for p in body.get("parts", []) if p.get("type") == "text"
+            )
             if body.get("info", {}).get("error") or text != EXPECTED:
                 return _error(t0, f"unexpected answer: {json.dumps(body)[:200]}")
             return Outcome("ok", latency)
@@ -229,8 +237,10 @@ class OpenCodeDriver:
         }
         try:
             response = await self.client.post(
-                f"{self.t.url}/session/{sid}/prompt_async", params=self.t.params,
-                headers=self.t.headers, json=body,
+                f"{self.t.url}/session/{sid}/prompt_async",
+                params=self.t.params,
+                headers=self.t.headers,
+                json=body,
             )
             if response.status_code >= 300:
                 return _status(t0, response)
@@ -265,7 +275,10 @@ class GatewayDriver:
         self.url = f"{url}/v1/chat/completions"
         self.models_url = f"{url}/v1/models"
         self.headers = headers
-        self.body = {"model": f"{PROVIDER}/{MODEL}", "messages": [{"role": "user", "content": PROMPT}]}
+        self.body = {
+            "model": f"{PROVIDER}/{MODEL}",
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
         self.stream_body = {**self.body, "stream": True}
 
     async def models(self) -> Outcome:
@@ -335,7 +348,7 @@ async def with_deadline(request: Request, deadline_s: float) -> Outcome:
     t0 = time.perf_counter()
     try:
         return await asyncio.wait_for(request(), deadline_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Outcome("hung", time.perf_counter() - t0, detail=f"no answer in {deadline_s:g} s")
 
 

@@ -146,8 +146,12 @@ class Upstream:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.upstream",
-            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bench.upstream",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
@@ -167,7 +171,7 @@ class Upstream:
         self.proc.stdin.close()
         try:
             await asyncio.wait_for(self.proc.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
 
@@ -231,17 +235,31 @@ class Gateway:
         binary = Path(sys.executable).with_name("opencode-openai")
         self._log = self.log_path.open("wb")
         self.proc = await asyncio.create_subprocess_exec(
-            str(binary), "server-openai",
-            "--port", str(self.port), "--key", self.key, "--isolated",
-            "--opencode-config", str(self.config_file), "--state-dir", str(self.state_dir),
-            "--log-level", "warning", *self.extra_args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            str(binary),
+            "server-openai",
+            "--port",
+            str(self.port),
+            "--key",
+            self.key,
+            "--isolated",
+            "--opencode-config",
+            str(self.config_file),
+            "--state-dir",
+            str(self.state_dir),
+            "--log-level",
+            "warning",
+            *self.extra_args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
             preexec_fn=_die_with_parent,  # a killed bench leaves no gateway behind
         )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.returncode is not None:
-                raise RuntimeError(f"the gateway exited ({self.proc.returncode}); see {self.log_path}")
+                raise RuntimeError(
+                    f"the gateway exited ({self.proc.returncode}); see {self.log_path}"
+                )
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 response = await client.get(f"{self.url}/health", timeout=1.0)
                 if response.status_code == 200 and response.json()["backend"]["ready"]:
@@ -263,8 +281,9 @@ class Gateway:
                 password = child.environ()["OPENCODE_SERVER_PASSWORD"]
                 cmdline = child.cmdline()
                 port = cmdline[cmdline.index("--port") + 1]
-                found.append((child.pid, OpenCodeTarget(f"http://127.0.0.1:{port}", password,
-                                                        directory)))
+                found.append(
+                    (child.pid, OpenCodeTarget(f"http://127.0.0.1:{port}", password, directory))
+                )
         if not found:
             raise RuntimeError("found no OpenCode process under the gateway")
         return found
@@ -275,7 +294,7 @@ class Gateway:
                 self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 await self.proc.wait()

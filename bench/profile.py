@@ -73,11 +73,21 @@ class Recorder:
             self.error = "py-spy is not installed (pip install -e '.[bench]')"
             return
         self._proc = await asyncio.create_subprocess_exec(
-            binary, "record", "--pid", str(self.pid), "--rate", str(self.rate),
-            "--format", "raw", "--output", str(self.output), "--nonblocking",
+            binary,
+            "record",
+            "--pid",
+            str(self.pid),
+            "--rate",
+            str(self.rate),
+            "--format",
+            "raw",
+            "--output",
+            str(self.output),
+            "--nonblocking",
             # Only samples that hold the GIL: waiting in the event loop's poll is no cost.
             "--gil",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         self._t0 = time.monotonic()
 
@@ -89,12 +99,13 @@ class Recorder:
             self._proc.send_signal(signal.SIGINT)
         try:
             out, _ = await asyncio.wait_for(self._proc.communicate(), 30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._proc.kill()
             out, _ = await self._proc.communicate()
         if not self.output.exists():
-            self.error = f"py-spy failed ({self._proc.returncode}): " + out.decode(
-                errors="replace")[-500:]
+            self.error = (
+                f"py-spy failed ({self._proc.returncode}): " + out.decode(errors="replace")[-500:]
+            )
 
 
 #: Stages of the gateway's work. A sample goes to the stage of its deepest frame that names one
@@ -102,19 +113,38 @@ class Recorder:
 #: "event reader"); samples with none are the event loop's own work.
 STAGES: list[tuple[str, Any]] = [
     ("calls to OpenCode (OpenCodeClient)", lambda f, p: f.startswith("OpenCodeClient.")),
-    ("OpenCode /event reader (lines, json)",
-        lambda f, p: f.startswith("EventStream.") or f == "_sse_data"),
-    ("aiohttp (OpenCode's answers and events on the wire)",
-        lambda f, p: p.startswith(("aiohttp/", "yarl/", "multidict/"))),
+    (
+        "OpenCode /event reader (lines, json)",
+        lambda f, p: f.startswith("EventStream.") or f == "_sse_data",
+    ),
+    (
+        "aiohttp (OpenCode's answers and events on the wire)",
+        lambda f, p: p.startswith(("aiohttp/", "yarl/", "multidict/")),
+    ),
     ("turn (backend: fold, pool, limiter)", lambda f, p: p.startswith("backend/")),
-    ("handler + OpenAI mapping", lambda f, p: p.startswith(("handlers/", "openai_map/"))
-        or "/openai_map/" in p or "/handlers/" in p),
-    ("request validation", lambda f, p: "request_validation" in p or "validators" in p
-        or "opencode_openai/validation.py" in p or p.startswith(("jsonschema", "openapi_"))),
-    ("Connexion/Starlette middleware, security, routing, app",
-        lambda f, p: p.startswith(("connexion/", "starlette/", "opencode_openai/"))),
-    ("uvicorn HTTP server (parse, send)",
-        lambda f, p: p.startswith(("uvicorn/protocols/", "uvicorn/middleware/", "httptools"))),
+    (
+        "handler + OpenAI mapping",
+        lambda f, p: (
+            p.startswith(("handlers/", "openai_map/")) or "/openai_map/" in p or "/handlers/" in p
+        ),
+    ),
+    (
+        "request validation",
+        lambda f, p: (
+            "request_validation" in p
+            or "validators" in p
+            or "opencode_openai/validation.py" in p
+            or p.startswith(("jsonschema", "openapi_"))
+        ),
+    ),
+    (
+        "Connexion/Starlette middleware, security, routing, app",
+        lambda f, p: p.startswith(("connexion/", "starlette/", "opencode_openai/")),
+    ),
+    (
+        "uvicorn HTTP server (parse, send)",
+        lambda f, p: p.startswith(("uvicorn/protocols/", "uvicorn/middleware/", "httptools")),
+    ),
 ]
 OTHER_STAGE = "event loop and the rest (asyncio, anyio, ...)"
 
@@ -174,8 +204,10 @@ def summarise(raw: Path, seconds: float, rate: int = RATE, top: int = 15) -> dic
 
 def render(summary: dict[str, Any], cpu_ms_per_request: float | None = None) -> str:
     per = cpu_ms_per_request
-    head = (f"py-spy (--gil) on the gateway during the soak: {summary['samples']} samples; it held "
-            f"the GIL ~{summary['busy_percent']}% of the window")
+    head = (
+        f"py-spy (--gil) on the gateway during the soak: {summary['samples']} samples; it held "
+        f"the GIL ~{summary['busy_percent']}% of the window"
+    )
     if per:
         head += f"; {per:.2f} ms CPU per request (psutil)"
     lines = [head, "  by stage (% of samples" + (", ~ms per request)" if per else ")") + ":"]

@@ -77,9 +77,11 @@ def table(rows: list[Row | str]) -> str:
     widths = [max(len(getattr(r, f)) for r in real) for f in Row.__dataclass_fields__]
 
     def line(r: Row) -> str:
-        cells = [getattr(r, f).ljust(w) if i == 0 else getattr(r, f).rjust(w)
-                 for i, (f, w) in enumerate(zip(Row.__dataclass_fields__, widths))]
-        cells[-2] = getattr(r, "target").ljust(widths[-2])
+        cells = [
+            getattr(r, f).ljust(w) if i == 0 else getattr(r, f).rjust(w)
+            for i, (f, w) in enumerate(zip(Row.__dataclass_fields__, widths))
+        ]
+        cells[-2] = r.target.ljust(widths[-2])
         return "  ".join(cells).rstrip()
 
     rule = "-" * len(line(Row("x" * widths[0], *("x" * w for w in widths[1:]))))

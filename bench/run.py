@@ -31,11 +31,13 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from opencode_openai.backend.workspace import prepare_workspace
 
 from . import profile as pyspy
 from .load import (
@@ -48,8 +50,6 @@ from .load import (
     interleaved,
     make_client,
 )
-from opencode_openai.backend.workspace import prepare_workspace
-
 from .procs import ROOT, Gateway, Meter, Sampler, Upstream, environment, write_opencode_config
 from .report import Row, fmt, ratio, summary, table, verdict
 
@@ -65,11 +65,16 @@ STATE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "open
 def in_git_work_tree(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run(["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
-                              capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0 and done.stdout.strip() == "true"
+
 
 # Targets of issue 8.
 OVERHEAD_MS, OVERHEAD_PCT = 3.0, 5.0
@@ -118,39 +123,93 @@ def parse_args(argv: list[str] | None) -> Plan:
         prog="python -m bench",
         description="Benchmark the gateway against driving OpenCode directly (issue 8).",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="small counts (about 3 minutes; soak 1,000 requests)")
-    parser.add_argument("--soak", type=int, metavar="N",
-                        help="requests in the soak (default 10,000; 1,000 with --quick)")
-    parser.add_argument("--streams", type=int, default=200, metavar="N",
-                        help="concurrent streaming clients in the burst (default 200)")
-    parser.add_argument("--deadline", type=float, default=65.0, metavar="S",
-                        help="per-request deadline; past it a request counts as hung (default 65:"
-                             " the gateway's own 60 s timeout, plus 5 s)")
-    parser.add_argument("--no-profile", dest="profile", action="store_false",
-                        help="do not sample the gateway with py-spy during the soak")
-    parser.add_argument("--gateway-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for `opencode-openai server-openai`, repeatable "
-                             "(e.g. --gateway-arg=--timeout --gateway-arg=30000)")
-    parser.add_argument("--scaling", type=int, nargs="?", const=2, default=0, metavar="N",
-                        help="last, compare throughput with a second gateway running N OpenCode "
-                             "workers (default N: 2), in alternating slices")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (logs, workspaces)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts (about 3 minutes; soak 1,000 requests)"
+    )
+    parser.add_argument(
+        "--soak",
+        type=int,
+        metavar="N",
+        help="requests in the soak (default 10,000; 1,000 with --quick)",
+    )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=200,
+        metavar="N",
+        help="concurrent streaming clients in the burst (default 200)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=65.0,
+        metavar="S",
+        help="per-request deadline; past it a request counts as hung (default 65:"
+        " the gateway's own 60 s timeout, plus 5 s)",
+    )
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="do not sample the gateway with py-spy during the soak",
+    )
+    parser.add_argument(
+        "--gateway-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `opencode-openai server-openai`, repeatable "
+        "(e.g. --gateway-arg=--timeout --gateway-arg=30000)",
+    )
+    parser.add_argument(
+        "--scaling",
+        type=int,
+        nargs="?",
+        const=2,
+        default=0,
+        metavar="N",
+        help="last, compare throughput with a second gateway running N OpenCode "
+        "workers (default N: 2), in alternating slices",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (logs, workspaces)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.quick:
-        plan = Plan("quick", warmup=10, c1_rounds=80, ttft_rounds=80,
-                    throughput={10: 60, 50: 100}, slices=2, throughput_max_s=15.0,
-                    c1_max_s=35.0,
-                    streams=args.streams, soak=1000, soak_concurrency=10, soak_max_s=90.0,
-                    deadline_s=args.deadline, profile=args.profile)
+        plan = Plan(
+            "quick",
+            warmup=10,
+            c1_rounds=80,
+            ttft_rounds=80,
+            throughput={10: 60, 50: 100},
+            slices=2,
+            throughput_max_s=15.0,
+            c1_max_s=35.0,
+            streams=args.streams,
+            soak=1000,
+            soak_concurrency=10,
+            soak_max_s=90.0,
+            deadline_s=args.deadline,
+            profile=args.profile,
+        )
     else:
-        plan = Plan("full", warmup=40, c1_rounds=300, ttft_rounds=300,
-                    throughput={10: 200, 50: 300}, slices=6, throughput_max_s=60.0,
-                    c1_max_s=300.0,
-                    streams=args.streams, soak=10000, soak_concurrency=10, soak_max_s=1800.0,
-                    deadline_s=args.deadline, profile=args.profile)
+        plan = Plan(
+            "full",
+            warmup=40,
+            c1_rounds=300,
+            ttft_rounds=300,
+            throughput={10: 200, 50: 300},
+            slices=6,
+            throughput_max_s=60.0,
+            c1_max_s=300.0,
+            streams=args.streams,
+            soak=10000,
+            soak_concurrency=10,
+            soak_max_s=1800.0,
+            deadline_s=args.deadline,
+            profile=args.profile,
+        )
     if args.soak is not None:
         plan.soak = args.soak
     plan.keep, plan.out, plan.gateway_args = args.keep, args.out, args.gateway_arg
@@ -193,13 +252,13 @@ class Bench:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.result: dict[str, Any] = {
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "plan": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(plan).items()},
             "environment": environment(),
             "cpu": {},
         }
         self.meters: list[Any] = []
-        self.stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -240,8 +299,10 @@ class Bench:
             self.result["state_dir"] = str(STATE)
             self.result["state_in_git_work_tree"] = in_git_work_tree(STATE)
             if self.result["state_in_git_work_tree"]:
-                say(f"warning: {STATE} is inside a git work tree: OpenCode will snapshot it on "
-                    "every turn (set XDG_CACHE_HOME elsewhere)")
+                say(
+                    f"warning: {STATE} is inside a git work tree: OpenCode will snapshot it on "
+                    "every turn (set XDG_CACHE_HOME elsewhere)"
+                )
             await upstream.start()
             config = write_opencode_config(tmp / "opencode-extra.json", upstream.base_url)
             # The gateway's state dir is kept between runs, as a deployment keeps its own:
@@ -293,17 +354,27 @@ class Bench:
                         await stop()
             await client.aclose()
             if gateway is not None and gateway.log_path.exists():
-                self.result["gateway_log_tail"] = gateway.log_path.read_text(
-                    errors="replace")[-2000:]
+                self.result["gateway_log_tail"] = gateway.log_path.read_text(errors="replace")[
+                    -2000:
+                ]
             if not plan.keep:
                 shutil.rmtree(tmp, ignore_errors=True)
-        self.result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         return self.result
 
     async def warm_up(self, direct: OpenCodeDriver, gw: GatewayDriver) -> None:
         n = self.plan.warmup
-        await interleaved({"naive": direct.naive, "direct": direct.direct, "gateway": gw.chat,
-                           "gateway_stream": gw.stream}, n, self.plan.deadline_s, 15.0)
+        await interleaved(
+            {
+                "naive": direct.naive,
+                "direct": direct.direct,
+                "gateway": gw.chat,
+                "gateway_stream": gw.stream,
+            },
+            n,
+            self.plan.deadline_s,
+            15.0,
+        )
         # At some concurrency too, so both sides have met it before the measured phases.
         await closed_loop(direct.naive, 10, 3 * n, self.plan.deadline_s, 10)
         await closed_loop(gw.chat, 10, 3 * n, self.plan.deadline_s, 10)
@@ -314,7 +385,9 @@ class Bench:
         with self.cpu("c1") as window:
             results = await interleaved(
                 {"naive": direct.naive, "direct": direct.direct, "gateway": gw.chat},
-                n, self.plan.deadline_s, self.plan.c1_max_s,
+                n,
+                self.plan.deadline_s,
+                self.plan.c1_max_s,
             )
         rounds = len(results["gateway"])
         self.record_cpu("c1", window, rounds)  # per round: one request of each kind
@@ -323,7 +396,9 @@ class Bench:
         self.result["c1_floor"] = summary(floor["models"])
         self.result["c1"] = {name: summary(outcomes) for name, outcomes in results.items()}
         # Paired differences (same round) are less noisy than differences of percentiles.
-        self.result["c1"]["paired_overhead_ms"] = self._paired(results["gateway"], results["direct"])
+        self.result["c1"]["paired_overhead_ms"] = self._paired(
+            results["gateway"], results["direct"]
+        )
         self.result["c1"]["paired_vs_naive_ms"] = self._paired(results["gateway"], results["naive"])
 
     @staticmethod
@@ -331,18 +406,23 @@ class Bench:
         diffs = [
             1000 * (getattr(x, attr) - getattr(y, attr))
             for x, y in zip(a, b)
-            if x.kind == y.kind == "ok" and getattr(x, attr) is not None
+            if x.kind == y.kind == "ok"
+            and getattr(x, attr) is not None
             and getattr(y, attr) is not None
         ]
-        return {"median": round(statistics.median(diffs), 2) if diffs else float("nan"),
-                "n": len(diffs)}
+        return {
+            "median": round(statistics.median(diffs), 2) if diffs else float("nan"),
+            "n": len(diffs),
+        }
 
     async def ttft(self, direct: OpenCodeDriver, gw: GatewayDriver) -> None:
         n = self.plan.ttft_rounds
         say(f"time to first token: {n} rounds of direct prompt_async+/event / gateway stream")
         with self.cpu("ttft") as window:
             results = await interleaved(
-                {"direct": direct.direct, "gateway": gw.stream}, n, self.plan.deadline_s,
+                {"direct": direct.direct, "gateway": gw.stream},
+                n,
+                self.plan.deadline_s,
                 self.plan.c1_max_s,
             )
         self.record_cpu("ttft", window, len(results["gateway"]))
@@ -352,7 +432,11 @@ class Bench:
         )
 
     async def alternating(
-        self, sides: dict[str, Any], concurrency: int, per_slice: int, phase: str,
+        self,
+        sides: dict[str, Any],
+        concurrency: int,
+        per_slice: int,
+        phase: str,
         slices: int | None = None,
     ) -> dict[str, Any]:
         """Closed loops of each side in alternating slices (ABBA...), so that a change in what
@@ -362,7 +446,7 @@ class Bench:
         elapsed = dict.fromkeys(sides, 0.0)
         windows: dict[str, list[CpuWindow]] = {name: [] for name in sides}
         for i in range(slices or plan.slices):
-            for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+            for name in list(sides) if i % 2 == 0 else list(sides)[::-1]:
                 with self.cpu(name) as window:
                     got, took = await closed_loop(
                         sides[name], concurrency, per_slice, plan.deadline_s, plan.throughput_max_s
@@ -377,8 +461,9 @@ class Bench:
                 **summary(outcomes[name]),
                 "elapsed_s": round(elapsed[name], 2),
                 "req_per_s": round(ok / elapsed[name], 2) if elapsed[name] else 0.0,
-                "cpu": self.record_cpu(f"{phase}_{name}", merge(windows[name]),
-                                       len(outcomes[name])),
+                "cpu": self.record_cpu(
+                    f"{phase}_{name}", merge(windows[name]), len(outcomes[name])
+                ),
             }
         return entry
 
@@ -386,10 +471,14 @@ class Bench:
         plan = self.plan
         self.result["throughput"] = {}
         for concurrency, per_slice in plan.throughput.items():
-            say(f"throughput at concurrency {concurrency}: {plan.slices} slices of {per_slice} "
-                "requests per side, naive and gateway alternating")
+            say(
+                f"throughput at concurrency {concurrency}: {plan.slices} slices of {per_slice} "
+                "requests per side, naive and gateway alternating"
+            )
             self.result["throughput"][str(concurrency)] = await self.alternating(
-                {"naive": direct.naive, "gateway": gw.chat}, concurrency, per_slice,
+                {"naive": direct.naive, "gateway": gw.chat},
+                concurrency,
+                per_slice,
                 f"c{concurrency}",
             )
 
@@ -403,8 +492,12 @@ class Bench:
         workers = plan.scaling
         name = f"gateway-{workers}w"
         (tmp / name).mkdir()
-        other = Gateway(tmp / name, config, STATE / name,
-                        [*plan.gateway_args, "--opencode-workers", str(workers)])
+        other = Gateway(
+            tmp / name,
+            config,
+            STATE / name,
+            [*plan.gateway_args, "--opencode-workers", str(workers)],
+        )
         say(f"scaling: starting a gateway with {workers} OpenCode workers")
         try:
             await other.start(client, 240)
@@ -416,10 +509,14 @@ class Bench:
             # More slices than the other phases: this machine's speed drifts over tens of
             # seconds, and a slice of each side must meet every state of it.
             slices = max(plan.slices, SCALING_SLICES)
-            say(f"scaling: {slices} slices of {per_slice} requests at concurrency {c}, "
-                f"1 worker and {workers} alternating")
+            say(
+                f"scaling: {slices} slices of {per_slice} requests at concurrency {c}, "
+                f"1 worker and {workers} alternating"
+            )
             self.result["scaling"] = {
-                "workers": workers, "concurrency": c, "slices": slices,
+                "workers": workers,
+                "concurrency": c,
+                "slices": slices,
                 **await self.alternating(sides, c, per_slice, "scaling", slices),
             }
         finally:
@@ -435,18 +532,26 @@ class Bench:
         self.result["streams"] = {
             **summary(outcomes, ttft=True),
             "elapsed_s": round(elapsed, 2),
-            "peak_rss_mb": {"gateway": round(sampler.peak("gateway"), 1),
-                            "gateway_opencode": round(sampler.peak("gateway_opencode"), 1)},
+            "peak_rss_mb": {
+                "gateway": round(sampler.peak("gateway"), 1),
+                "gateway_opencode": round(sampler.peak("gateway_opencode"), 1),
+            },
             "cpu": self.record_cpu("streams", window, n),
         }
 
     async def soak(
-        self, gateway: Gateway, gateway_ocs: list[OpenCodeDriver], direct: OpenCodeDriver,
-        gw: GatewayDriver, client: Any,
+        self,
+        gateway: Gateway,
+        gateway_ocs: list[OpenCodeDriver],
+        direct: OpenCodeDriver,
+        gw: GatewayDriver,
+        client: Any,
     ) -> None:
         plan = self.plan
-        say(f"soak: {plan.soak} gateway requests at concurrency {plan.soak_concurrency} "
-            "(one in four streamed)")
+        say(
+            f"soak: {plan.soak} gateway requests at concurrency {plan.soak_concurrency} "
+            "(one in four streamed)"
+        )
         counter = iter(range(10**12))
 
         async def mixed() -> Outcome:
@@ -455,7 +560,9 @@ class Bench:
         await asyncio.sleep(1.0)
         before = self.rss()
         sessions_before = sum([len(await oc.sessions()) for oc in gateway_ocs])
-        sampler = Sampler([m for m in self.meters if m.name in ("gateway", "gateway_opencode")], 1.0)
+        sampler = Sampler(
+            [m for m in self.meters if m.name in ("gateway", "gateway_opencode")], 1.0
+        )
         recorder = None
         if plan.profile:
             # py-spy runs outside the gateway and changes none of its code; the soak measures
@@ -504,7 +611,8 @@ class Bench:
                 "after_mb": after[name],
                 "growth_mb": round(after[name] - before[name], 1),
                 "quarter_growth_mb": round(statistics.median(last) - statistics.median(first), 1)
-                if series else float("nan"),
+                if series
+                else float("nan"),
                 "peak_mb": round(max(series), 1) if series else float("nan"),
                 "series_mb": [round(v, 1) for v in series],
             }
@@ -529,24 +637,68 @@ class Bench:
 def rows(r: dict[str, Any]) -> list[Row | str]:
     out: list[Row | str] = []
     c1 = r["c1"]
-    naive, direct, gw = c1["naive"]["latency_ms"], c1["direct"]["latency_ms"], c1["gateway"]["latency_ms"]
-    out.append(f"latency at concurrency 1, non-streamed, {c1['gateway']['n']} requests each; "
-               "baseline = naive create session + POST /message")
+    naive, direct, gw = (
+        c1["naive"]["latency_ms"],
+        c1["direct"]["latency_ms"],
+        c1["gateway"]["latency_ms"],
+    )
+    out.append(
+        f"latency at concurrency 1, non-streamed, {c1['gateway']['n']} requests each; "
+        "baseline = naive create session + POST /message"
+    )
     for q in ("p50", "p95", "p99"):
         ok = gw[q] <= BEAT_NAIVE * naive[q] if q == "p50" else None
-        out.append(Row(f"latency {q} (ms)", fmt(naive[q]), fmt(gw[q]), ratio(gw[q], naive[q]),
-                       f"<= {BEAT_NAIVE}x naive" if q == "p50" else "", verdict(ok)))
-    out.append(Row("  same calls direct, p50 (ms)", fmt(direct["p50"]), fmt(gw["p50"]),
-                   ratio(gw["p50"], direct["p50"])))
+        out.append(
+            Row(
+                f"latency {q} (ms)",
+                fmt(naive[q]),
+                fmt(gw[q]),
+                ratio(gw[q], naive[q]),
+                f"<= {BEAT_NAIVE}x naive" if q == "p50" else "",
+                verdict(ok),
+            )
+        )
+    out.append(
+        Row(
+            "  same calls direct, p50 (ms)",
+            fmt(direct["p50"]),
+            fmt(gw["p50"]),
+            ratio(gw["p50"], direct["p50"]),
+        )
+    )
     over = gw["p50"] - direct["p50"]
     pct = 100 * over / direct["p50"] if direct["p50"] else float("nan")
-    out.append(Row("  gateway overhead p50 (ms) vs direct", "", fmt(over), "",
-                   f"<= {OVERHEAD_MS:g} ms", verdict(over <= OVERHEAD_MS)))
-    out.append(Row("  gateway overhead p50 (%) vs direct", "", fmt(pct), "",
-                   f"<= {OVERHEAD_PCT:g}%", verdict(pct <= OVERHEAD_PCT)))
+    out.append(
+        Row(
+            "  gateway overhead p50 (ms) vs direct",
+            "",
+            fmt(over),
+            "",
+            f"<= {OVERHEAD_MS:g} ms",
+            verdict(over <= OVERHEAD_MS),
+        )
+    )
+    out.append(
+        Row(
+            "  gateway overhead p50 (%) vs direct",
+            "",
+            fmt(pct),
+            "",
+            f"<= {OVERHEAD_PCT:g}%",
+            verdict(pct <= OVERHEAD_PCT),
+        )
+    )
     paired = c1["paired_overhead_ms"]["median"]
-    out.append(Row("  overhead, median of paired diffs (ms)", "", fmt(paired), "",
-                   f"<= {OVERHEAD_MS:g} ms", verdict(paired <= OVERHEAD_MS)))
+    out.append(
+        Row(
+            "  overhead, median of paired diffs (ms)",
+            "",
+            fmt(paired),
+            "",
+            f"<= {OVERHEAD_MS:g} ms",
+            verdict(paired <= OVERHEAD_MS),
+        )
+    )
     c1cpu = r["cpu"]["c1"]["cpu_ms_per_request"]
     # Not a target: CPU partly overlaps OpenCode's work, and at concurrency 1 every event
     # costs its own wake-up; the throughput phases show it per request under load.
@@ -554,131 +706,277 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
     floor = r["c1_floor"]["latency_ms"]
     out.append(Row("  gateway floor: GET /v1/models p50 (ms)", "", fmt(floor["p50"], 2)))
     if "opencode_events_per_turn" in c1["direct"]:
-        out.append(Row("  OpenCode events per turn (/event)", fmt(c1["direct"]["opencode_events_per_turn"])))
+        out.append(
+            Row(
+                "  OpenCode events per turn (/event)", fmt(c1["direct"]["opencode_events_per_turn"])
+            )
+        )
     vs_naive = gw["p50"] - naive["p50"]
     out.append(Row("  gateway - naive p50 (ms)", "", fmt(vs_naive), "", "", ""))
     errs = sum(c1[k]["errors"] + c1[k]["hung"] for k in ("naive", "direct", "gateway"))
-    out.append(Row("  errors + hung", str(c1["naive"]["errors"] + c1["naive"]["hung"]),
-                   str(c1["gateway"]["errors"] + c1["gateway"]["hung"]), "", "0",
-                   verdict(errs == 0)))
+    out.append(
+        Row(
+            "  errors + hung",
+            str(c1["naive"]["errors"] + c1["naive"]["hung"]),
+            str(c1["gateway"]["errors"] + c1["gateway"]["hung"]),
+            "",
+            "0",
+            verdict(errs == 0),
+        )
+    )
 
     t = r["ttft"]
-    out.append(f"time to first token, streamed, {t['gateway']['n']} each; baseline = "
-               "prompt_async + first message.part.delta on /event")
+    out.append(
+        f"time to first token, streamed, {t['gateway']['n']} each; baseline = "
+        "prompt_async + first message.part.delta on /event"
+    )
     for q in ("p50", "p95", "p99"):
         d, g = t["direct"]["ttft_ms"][q], t["gateway"]["ttft_ms"][q]
         out.append(Row(f"TTFT {q} (ms)", fmt(d), fmt(g), ratio(g, d)))
     added = t["gateway"]["ttft_ms"]["p50"] - t["direct"]["ttft_ms"]["p50"]
-    out.append(Row("  TTFT added p50 (ms)", "", fmt(added), "", f"<= {TTFT_ADDED_MS:g} ms",
-                   verdict(added <= TTFT_ADDED_MS)))
+    out.append(
+        Row(
+            "  TTFT added p50 (ms)",
+            "",
+            fmt(added),
+            "",
+            f"<= {TTFT_ADDED_MS:g} ms",
+            verdict(added <= TTFT_ADDED_MS),
+        )
+    )
     paired = t["paired_added_ms"]["median"]
-    out.append(Row("  TTFT added, median of paired diffs (ms)", "", fmt(paired), "",
-                   f"<= {TTFT_ADDED_MS:g} ms", verdict(paired <= TTFT_ADDED_MS)))
+    out.append(
+        Row(
+            "  TTFT added, median of paired diffs (ms)",
+            "",
+            fmt(paired),
+            "",
+            f"<= {TTFT_ADDED_MS:g} ms",
+            verdict(paired <= TTFT_ADDED_MS),
+        )
+    )
 
-    out.append(f"throughput, non-streamed, closed loop, {r['plan']['slices']} alternating slices "
-               "per side; baseline = naive")
+    out.append(
+        f"throughput, non-streamed, closed loop, {r['plan']['slices']} alternating slices "
+        "per side; baseline = naive"
+    )
     for c, entry in r["throughput"].items():
         n, g = entry["naive"], entry["gateway"]
-        out.append(Row(f"c={c} req/s", fmt(n["req_per_s"]), fmt(g["req_per_s"]),
-                       ratio(g["req_per_s"], n["req_per_s"])))
-        out.append(Row(f"  c={c} latency p50 / p99 (ms)",
-                       f"{fmt(n['latency_ms']['p50'], 0)} / {fmt(n['latency_ms']['p99'], 0)}",
-                       f"{fmt(g['latency_ms']['p50'], 0)} / {fmt(g['latency_ms']['p99'], 0)}"))
+        out.append(
+            Row(
+                f"c={c} req/s",
+                fmt(n["req_per_s"]),
+                fmt(g["req_per_s"]),
+                ratio(g["req_per_s"], n["req_per_s"]),
+            )
+        )
+        out.append(
+            Row(
+                f"  c={c} latency p50 / p99 (ms)",
+                f"{fmt(n['latency_ms']['p50'], 0)} / {fmt(n['latency_ms']['p99'], 0)}",
+                f"{fmt(g['latency_ms']['p50'], 0)} / {fmt(g['latency_ms']['p99'], 0)}",
+            )
+        )
         bad_n = n["errors"] + n["hung"] + n["429"]
         bad_g = g["errors"] + g["hung"] + g["429"]
-        out.append(Row(f"  c={c} errors+429+hung", str(bad_n), str(bad_g), "", "0",
-                       verdict(bad_g == 0)))
+        out.append(
+            Row(f"  c={c} errors+429+hung", str(bad_n), str(bad_g), "", "0", verdict(bad_g == 0))
+        )
         gcpu = g["cpu"]["cpu_ms_per_request"]
         ncpu = n["cpu"]["cpu_ms_per_request"]
         out.append(Row(f"  c={c} CPU ms/request: gateway proc", "", fmt(gcpu["gateway"], 2)))
-        out.append(Row(f"  c={c} CPU ms/request: OpenCode", fmt(ncpu["gateway_opencode"], 2),
-                       fmt(gcpu["gateway_opencode"], 2), ratio(gcpu["gateway_opencode"],
-                                                              ncpu["gateway_opencode"])))
+        out.append(
+            Row(
+                f"  c={c} CPU ms/request: OpenCode",
+                fmt(ncpu["gateway_opencode"], 2),
+                fmt(gcpu["gateway_opencode"], 2),
+                ratio(gcpu["gateway_opencode"], ncpu["gateway_opencode"]),
+            )
+        )
 
     s = r["streams"]
-    out.append(f"{s['n']} concurrent streams against the gateway (deadline "
-               f"{r['plan']['deadline_s']:g} s each)")
-    out.append(Row("completed / 429 / errors / hung", "",
-                   f"{s['ok']} / {s['429']} / {s['errors']} / {s['hung']}", "",
-                   "0 errors, 0 hung", verdict(s["errors"] == 0 and s["hung"] == 0)))
+    out.append(
+        f"{s['n']} concurrent streams against the gateway (deadline "
+        f"{r['plan']['deadline_s']:g} s each)"
+    )
+    out.append(
+        Row(
+            "completed / 429 / errors / hung",
+            "",
+            f"{s['ok']} / {s['429']} / {s['errors']} / {s['hung']}",
+            "",
+            "0 errors, 0 hung",
+            verdict(s["errors"] == 0 and s["hung"] == 0),
+        )
+    )
     out.append(Row("  all streams done in (s)", "", fmt(s["elapsed_s"])))
-    out.append(Row("  TTFT p50 / p99 under the burst (ms)", "",
-                   f"{fmt(s['ttft_ms']['p50'], 0)} / {fmt(s['ttft_ms']['p99'], 0)}"))
+    out.append(
+        Row(
+            "  TTFT p50 / p99 under the burst (ms)",
+            "",
+            f"{fmt(s['ttft_ms']['p50'], 0)} / {fmt(s['ttft_ms']['p99'], 0)}",
+        )
+    )
 
     idle, loaded = r["rss_idle_mb"], r["rss_after_load_mb"]
     out.append("memory (RSS, MB)")
     peak = max(s["peak_rss_mb"]["gateway"], loaded["gateway"])
-    out.append(Row("gateway RSS idle / after load", "",
-                   f"{fmt(idle['gateway'])} / {fmt(loaded['gateway'])}", "",
-                   f"<= {GATEWAY_RSS_MB:g} MB", verdict(max(idle["gateway"], loaded["gateway"])
-                                                        <= GATEWAY_RSS_MB)))
-    out.append(Row(f"gateway RSS peak ({s['n']} streams)", "", fmt(peak), "",
-                   f"<= {GATEWAY_RSS_MB:g} MB", verdict(peak <= GATEWAY_RSS_MB)))
-    out.append(Row("OpenCode RSS idle / after load (all processes)", "",
-                   f"{fmt(idle['gateway_opencode'])} / {fmt(loaded['gateway_opencode'])}"))
+    out.append(
+        Row(
+            "gateway RSS idle / after load",
+            "",
+            f"{fmt(idle['gateway'])} / {fmt(loaded['gateway'])}",
+            "",
+            f"<= {GATEWAY_RSS_MB:g} MB",
+            verdict(max(idle["gateway"], loaded["gateway"]) <= GATEWAY_RSS_MB),
+        )
+    )
+    out.append(
+        Row(
+            f"gateway RSS peak ({s['n']} streams)",
+            "",
+            fmt(peak),
+            "",
+            f"<= {GATEWAY_RSS_MB:g} MB",
+            verdict(peak <= GATEWAY_RSS_MB),
+        )
+    )
+    out.append(
+        Row(
+            "OpenCode RSS idle / after load (all processes)",
+            "",
+            f"{fmt(idle['gateway_opencode'])} / {fmt(loaded['gateway_opencode'])}",
+        )
+    )
 
     k = r["soak"]
-    cut = "" if k["n"] >= r["plan"]["soak"] else f" (cut by the time cap; {r['plan']['soak']} asked)"
-    out.append(f"soak{cut}: {k['n']} gateway requests at c={r['plan']['soak_concurrency']}, "
-               f"{fmt(k['req_per_s'])} req/s, {fmt(k['elapsed_s'], 0)} s")
-    out.append(Row("  completed / 429 / errors / hung", "",
-                   f"{k['ok']} / {k['429']} / {k['errors']} / {k['hung']}", "", "0 errors",
-                   verdict(k["errors"] == 0 and k["hung"] == 0)))
+    cut = (
+        "" if k["n"] >= r["plan"]["soak"] else f" (cut by the time cap; {r['plan']['soak']} asked)"
+    )
+    out.append(
+        f"soak{cut}: {k['n']} gateway requests at c={r['plan']['soak_concurrency']}, "
+        f"{fmt(k['req_per_s'])} req/s, {fmt(k['elapsed_s'], 0)} s"
+    )
+    out.append(
+        Row(
+            "  completed / 429 / errors / hung",
+            "",
+            f"{k['ok']} / {k['429']} / {k['errors']} / {k['hung']}",
+            "",
+            "0 errors",
+            verdict(k["errors"] == 0 and k["hung"] == 0),
+        )
+    )
     for name, label in (("gateway", "gateway"), ("gateway_opencode", "its OpenCode")):
         g = k["rss"][name]
         limit = max(GROWTH_MB, GROWTH_PCT / 100 * g["before_mb"])
-        out.append(Row(f"  {label} RSS before -> after (MB)", "",
-                       f"{fmt(g['before_mb'])} -> {fmt(g['after_mb'])}", "",
-                       f"growth {fmt(g['growth_mb'])} MB"))
-        out.append(Row(f"  {label} RSS last vs first quarter (MB)", "",
-                       fmt(g["quarter_growth_mb"]), "", f"<= {fmt(limit)} MB",
-                       verdict(g["quarter_growth_mb"] <= limit)))
+        out.append(
+            Row(
+                f"  {label} RSS before -> after (MB)",
+                "",
+                f"{fmt(g['before_mb'])} -> {fmt(g['after_mb'])}",
+                "",
+                f"growth {fmt(g['growth_mb'])} MB",
+            )
+        )
+        out.append(
+            Row(
+                f"  {label} RSS last vs first quarter (MB)",
+                "",
+                fmt(g["quarter_growth_mb"]),
+                "",
+                f"<= {fmt(limit)} MB",
+                verdict(g["quarter_growth_mb"] <= limit),
+            )
+        )
     pool = (k["gateway_health"] or {}).get("sessions", {})
     pooled = int(pool.get("idle", 0)) + int(pool.get("in_use", 0))
-    out.append(Row("  sessions left in OpenCode", str(k["direct_workspace_sessions_left"]),
-                   str(k["sessions_left"]), "", f"<= pool ({pooled})",
-                   verdict(k["sessions_left"] <= pooled)))
+    out.append(
+        Row(
+            "  sessions left in OpenCode",
+            str(k["direct_workspace_sessions_left"]),
+            str(k["sessions_left"]),
+            "",
+            f"<= pool ({pooled})",
+            verdict(k["sessions_left"] <= pooled),
+        )
+    )
 
     if "scaling" in r:
         sc = r["scaling"]
         one, pool, workers = sc["gateway"], sc["pool"], sc["workers"]
-        out.append(f"scaling: throughput at c={sc['concurrency']}, non-streamed, "
-                   f"{sc['slices']} alternating slices; baseline = this run's gateway, "
-                   f"against one with --opencode-workers {workers}")
+        out.append(
+            f"scaling: throughput at c={sc['concurrency']}, non-streamed, "
+            f"{sc['slices']} alternating slices; baseline = this run's gateway, "
+            f"against one with --opencode-workers {workers}"
+        )
         gain = pool["req_per_s"] / one["req_per_s"] if one["req_per_s"] else float("nan")
         aim = workers == 2 and r["environment"]["cpus"] == 2
-        out.append(Row("req/s", fmt(one["req_per_s"]), fmt(pool["req_per_s"]),
-                       ratio(pool["req_per_s"], one["req_per_s"]),
-                       f">= {SCALING_AIM:g}x (aim)" if aim else "",
-                       verdict(gain >= SCALING_AIM) if aim else ""))
-        out.append(Row("  latency p50 / p99 (ms)",
-                       f"{fmt(one['latency_ms']['p50'], 0)} / {fmt(one['latency_ms']['p99'], 0)}",
-                       f"{fmt(pool['latency_ms']['p50'], 0)} / {fmt(pool['latency_ms']['p99'], 0)}"))
-        out.append(Row("  errors+429+hung", str(one["errors"] + one["hung"] + one["429"]),
-                       str(pool["errors"] + pool["hung"] + pool["429"]), "", "0",
-                       verdict(pool["errors"] + pool["hung"] + pool["429"] == 0)))
-        out.append(Row("  machine CPU (% of one core)",
-                       fmt(one["cpu"]["percent_of_one_core"]["machine"], 0),
-                       fmt(pool["cpu"]["percent_of_one_core"]["machine"], 0)))
+        out.append(
+            Row(
+                "req/s",
+                fmt(one["req_per_s"]),
+                fmt(pool["req_per_s"]),
+                ratio(pool["req_per_s"], one["req_per_s"]),
+                f">= {SCALING_AIM:g}x (aim)" if aim else "",
+                verdict(gain >= SCALING_AIM) if aim else "",
+            )
+        )
+        out.append(
+            Row(
+                "  latency p50 / p99 (ms)",
+                f"{fmt(one['latency_ms']['p50'], 0)} / {fmt(one['latency_ms']['p99'], 0)}",
+                f"{fmt(pool['latency_ms']['p50'], 0)} / {fmt(pool['latency_ms']['p99'], 0)}",
+            )
+        )
+        out.append(
+            Row(
+                "  errors+429+hung",
+                str(one["errors"] + one["hung"] + one["429"]),
+                str(pool["errors"] + pool["hung"] + pool["429"]),
+                "",
+                "0",
+                verdict(pool["errors"] + pool["hung"] + pool["429"] == 0),
+            )
+        )
+        out.append(
+            Row(
+                "  machine CPU (% of one core)",
+                fmt(one["cpu"]["percent_of_one_core"]["machine"], 0),
+                fmt(pool["cpu"]["percent_of_one_core"]["machine"], 0),
+            )
+        )
         # One OpenCode at saturation uses more than a core (its runtime's own threads): the
         # cores divided by that bounds what N processes can gain here, before the gateway,
         # upstream and load generator take their share.
         busy = one["cpu"]["percent_of_one_core"]["gateway_opencode"]
         cores = 100 * r["environment"]["cpus"]
-        out.append(Row("  one OpenCode's CPU, saturated (% of one core)", fmt(busy, 0), "", "",
-                       f"ceiling {fmt(min(workers, cores / busy) if busy else float('nan'), 2)}x"))
+        out.append(
+            Row(
+                "  one OpenCode's CPU, saturated (% of one core)",
+                fmt(busy, 0),
+                "",
+                "",
+                f"ceiling {fmt(min(workers, cores / busy) if busy else float('nan'), 2)}x",
+            )
+        )
 
-    out.append("load generator and machine (CPU, % of one core; "
-               f"{r['environment']['cpus']} cores)")
+    out.append(f"load generator and machine (CPU, % of one core; {r['environment']['cpus']} cores)")
     cpu = r["cpu"]
     gen = max(v["percent_of_one_core"]["load_generator"] for v in cpu.values())
     worst = max(cpu.items(), key=lambda kv: kv[1]["percent_of_one_core"]["load_generator"])[0]
     out.append(Row("  load generator, busiest phase", "", f"{fmt(gen, 0)}% ({worst})"))
     # The scaling phase's second gateway is not metered: its CPU would read as "other".
     other = [v["other_processes_percent"] for k, v in cpu.items() if not k.startswith("scaling")]
-    out.append(Row("  other processes on the machine", "",
-                   f"{fmt(statistics.mean(other), 0)}% avg, {fmt(max(other), 0)}% max", "",
-                   "~0 for clean figures"))
+    out.append(
+        Row(
+            "  other processes on the machine",
+            "",
+            f"{fmt(statistics.mean(other), 0)}% avg, {fmt(max(other), 0)}% max",
+            "",
+            "~0 for clean figures",
+        )
+    )
     return out
 
 

@@ -45,73 +45,144 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     env = os.environ.get
-    serve.add_argument("--host", default=env("OPENAI_PROXY_HOST", "127.0.0.1"),
-                       help="address to listen on [OPENAI_PROXY_HOST]")
-    serve.add_argument("--port", type=int, default=env("OPENAI_PROXY_PORT", "4040"),
-                       help="port to listen on [OPENAI_PROXY_PORT]")
-    serve.add_argument("--api-key", "--key", dest="api_keys", action="append", metavar="KEY",
-                       help="API key clients must send as a bearer token; repeat for several "
-                       "[OPENAI_PROXY_API_KEY]; without one a random key is generated and printed")
-    serve.add_argument("--api-key-file", type=Path, default=env("OPENAI_PROXY_API_KEY_FILE"),
-                       metavar="FILE",
-                       help="file with accepted API keys, one per line ('#' comments) "
-                       "[OPENAI_PROXY_API_KEY_FILE]")
-    serve.add_argument("--no-auth", action="store_true",
-                       help="accept requests without a key (loopback hosts only)")
-    serve.add_argument("--timeout", type=int, metavar="MS",
-                       default=env("OPENAI_PROXY_TIMEOUT", "60000"),
-                       help="longest time a request may take, in ms [OPENAI_PROXY_TIMEOUT]")
-    serve.add_argument("--max-body-bytes", type=int,
-                       default=env("OPENAI_PROXY_MAX_BODY_BYTES", str(32 * 1024 * 1024)),
-                       help="largest accepted request body [OPENAI_PROXY_MAX_BODY_BYTES]")
-    serve.add_argument("--max-concurrent-turns", type=int,
-                       default=env("OPENCODE_OPENAI_MAX_CONCURRENT_TURNS", "64"),
-                       help="chat requests running at once; more wait in a queue "
-                       "[OPENCODE_OPENAI_MAX_CONCURRENT_TURNS]")
-    serve.add_argument("--max-queued-turns", type=int,
-                       default=env("OPENCODE_OPENAI_MAX_QUEUED_TURNS", "256"),
-                       help="chat requests waiting for a slot; beyond, 429 with Retry-After "
-                       "[OPENCODE_OPENAI_MAX_QUEUED_TURNS]")
-    serve.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
-                       help="allow browser requests from this origin (repeat for several; CORS "
-                       "is off by default) [OPENCODE_OPENAI_CORS_ORIGINS, comma-separated]")
-    serve.add_argument("--shutdown-grace", type=float, metavar="SECONDS",
-                       default=env("OPENCODE_OPENAI_SHUTDOWN_GRACE", "10"),
-                       help="on SIGTERM, how long running requests may take to finish "
-                       "[OPENCODE_OPENAI_SHUTDOWN_GRACE]")
-    serve.add_argument("--opencode-workers", type=int, metavar="N",
-                       default=env("OPENCODE_OPENAI_WORKERS", "1"),
-                       help="OpenCode processes to start and balance across (embedded mode; one "
-                       "per core) [OPENCODE_OPENAI_WORKERS]")
-    serve.add_argument("--recycle-after-turns", type=int, metavar="N",
-                       default=env("OPENCODE_OPENAI_RECYCLE_TURNS", "5000"),
-                       help="drain and restart an OpenCode process after N turns; 0: never "
-                       "[OPENCODE_OPENAI_RECYCLE_TURNS]")
-    serve.add_argument("--recycle-rss-mb", type=int, metavar="MB",
-                       default=env("OPENCODE_OPENAI_RECYCLE_RSS_MB", "1536"),
-                       help="drain and restart an OpenCode process grown past this RSS; 0: never "
-                       "[OPENCODE_OPENAI_RECYCLE_RSS_MB]")
-    serve.add_argument("--opencode-url", default=env("OPENCODE_URL"), metavar="URL",
-                       help="attach to this running OpenCode server instead of starting one; its "
-                       "password is read from OPENCODE_SERVER_PASSWORD [OPENCODE_URL]")
-    serve.add_argument("--opencode-bin", default=env("OPENCODE_BIN"), metavar="PATH",
-                       help="opencode binary to start (default: the project's pinned install, "
-                       "then PATH) [OPENCODE_BIN]")
-    serve.add_argument("--opencode-config", type=Path, default=env("OPENCODE_OPENAI_CONFIG"),
-                       metavar="FILE",
-                       help="extra OpenCode config (JSON) merged into the generated one, e.g. a "
-                       "provider for a local Ollama or vLLM [OPENCODE_OPENAI_CONFIG]")
-    serve.add_argument("--isolated", action="store_true",
-                       default=_env_flag("OPENCODE_OPENAI_ISOLATED"),
-                       help="give OpenCode a home of its own under the state dir: none of your "
-                       "OpenCode config, auth or provider keys [OPENCODE_OPENAI_ISOLATED=1]")
-    serve.add_argument("--state-dir", type=Path,
-                       default=Path(env("OPENCODE_OPENAI_STATE_DIR") or default_state_dir()),
-                       help="where the gateway keeps its OpenCode workspace "
-                       "[OPENCODE_OPENAI_STATE_DIR]")
-    serve.add_argument("--log-level", default=env("OPENCODE_OPENAI_LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"],
-                       help="log level [OPENCODE_OPENAI_LOG_LEVEL]")
+    serve.add_argument(
+        "--host",
+        default=env("OPENAI_PROXY_HOST", "127.0.0.1"),
+        help="address to listen on [OPENAI_PROXY_HOST]",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=env("OPENAI_PROXY_PORT", "4040"),
+        help="port to listen on [OPENAI_PROXY_PORT]",
+    )
+    serve.add_argument(
+        "--api-key",
+        "--key",
+        dest="api_keys",
+        action="append",
+        metavar="KEY",
+        help="API key clients must send as a bearer token; repeat for several "
+        "[OPENAI_PROXY_API_KEY]; without one a random key is generated and printed",
+    )
+    serve.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=env("OPENAI_PROXY_API_KEY_FILE"),
+        metavar="FILE",
+        help="file with accepted API keys, one per line ('#' comments) [OPENAI_PROXY_API_KEY_FILE]",
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="accept requests without a key (loopback hosts only)"
+    )
+    serve.add_argument(
+        "--timeout",
+        type=int,
+        metavar="MS",
+        default=env("OPENAI_PROXY_TIMEOUT", "60000"),
+        help="longest time a request may take, in ms [OPENAI_PROXY_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=env("OPENAI_PROXY_MAX_BODY_BYTES", str(32 * 1024 * 1024)),
+        help="largest accepted request body [OPENAI_PROXY_MAX_BODY_BYTES]",
+    )
+    serve.add_argument(
+        "--max-concurrent-turns",
+        type=int,
+        default=env("OPENCODE_OPENAI_MAX_CONCURRENT_TURNS", "64"),
+        help="chat requests running at once; more wait in a queue "
+        "[OPENCODE_OPENAI_MAX_CONCURRENT_TURNS]",
+    )
+    serve.add_argument(
+        "--max-queued-turns",
+        type=int,
+        default=env("OPENCODE_OPENAI_MAX_QUEUED_TURNS", "256"),
+        help="chat requests waiting for a slot; beyond, 429 with Retry-After "
+        "[OPENCODE_OPENAI_MAX_QUEUED_TURNS]",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser requests from this origin (repeat for several; CORS "
+        "is off by default) [OPENCODE_OPENAI_CORS_ORIGINS, comma-separated]",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        metavar="SECONDS",
+        default=env("OPENCODE_OPENAI_SHUTDOWN_GRACE", "10"),
+        help="on SIGTERM, how long running requests may take to finish "
+        "[OPENCODE_OPENAI_SHUTDOWN_GRACE]",
+    )
+    serve.add_argument(
+        "--opencode-workers",
+        type=int,
+        metavar="N",
+        default=env("OPENCODE_OPENAI_WORKERS", "1"),
+        help="OpenCode processes to start and balance across (embedded mode; one "
+        "per core) [OPENCODE_OPENAI_WORKERS]",
+    )
+    serve.add_argument(
+        "--recycle-after-turns",
+        type=int,
+        metavar="N",
+        default=env("OPENCODE_OPENAI_RECYCLE_TURNS", "5000"),
+        help="drain and restart an OpenCode process after N turns; 0: never "
+        "[OPENCODE_OPENAI_RECYCLE_TURNS]",
+    )
+    serve.add_argument(
+        "--recycle-rss-mb",
+        type=int,
+        metavar="MB",
+        default=env("OPENCODE_OPENAI_RECYCLE_RSS_MB", "1536"),
+        help="drain and restart an OpenCode process grown past this RSS; 0: never "
+        "[OPENCODE_OPENAI_RECYCLE_RSS_MB]",
+    )
+    serve.add_argument(
+        "--opencode-url",
+        default=env("OPENCODE_URL"),
+        metavar="URL",
+        help="attach to this running OpenCode server instead of starting one; its "
+        "password is read from OPENCODE_SERVER_PASSWORD [OPENCODE_URL]",
+    )
+    serve.add_argument(
+        "--opencode-bin",
+        default=env("OPENCODE_BIN"),
+        metavar="PATH",
+        help="opencode binary to start (default: the project's pinned install, "
+        "then PATH) [OPENCODE_BIN]",
+    )
+    serve.add_argument(
+        "--opencode-config",
+        type=Path,
+        default=env("OPENCODE_OPENAI_CONFIG"),
+        metavar="FILE",
+        help="extra OpenCode config (JSON) merged into the generated one, e.g. a "
+        "provider for a local Ollama or vLLM [OPENCODE_OPENAI_CONFIG]",
+    )
+    serve.add_argument(
+        "--isolated",
+        action="store_true",
+        default=_env_flag("OPENCODE_OPENAI_ISOLATED"),
+        help="give OpenCode a home of its own under the state dir: none of your "
+        "OpenCode config, auth or provider keys [OPENCODE_OPENAI_ISOLATED=1]",
+    )
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(env("OPENCODE_OPENAI_STATE_DIR") or default_state_dir()),
+        help="where the gateway keeps its OpenCode workspace [OPENCODE_OPENAI_STATE_DIR]",
+    )
+    serve.add_argument(
+        "--log-level",
+        default=env("OPENCODE_OPENAI_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level [OPENCODE_OPENAI_LOG_LEVEL]",
+    )
     return parser
 
 
@@ -147,7 +218,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
         if getattr(args, name) < (1 if name == "max_concurrent_turns" else 0):
             raise UsageError(f"--{name.replace('_', '-')} is too small")
     origins = args.cors_origins or [
-        o.strip() for o in os.environ.get("OPENCODE_OPENAI_CORS_ORIGINS", "").split(",") if o.strip()
+        o.strip()
+        for o in os.environ.get("OPENCODE_OPENAI_CORS_ORIGINS", "").split(",")
+        if o.strip()
     ]
     password = os.environ.get("OPENCODE_SERVER_PASSWORD")
     config = GatewayConfig(
@@ -224,25 +297,36 @@ def serve(config: GatewayConfig, generated: bool) -> int:
         sock = _bind(config.host, config.port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            print(f"opencode-openai: port {config.port} on {config.host} is already in use; "
-                  "stop the other server or pick another with --port / OPENAI_PROXY_PORT",
-                  file=sys.stderr)
+            print(
+                f"opencode-openai: port {config.port} on {config.host} is already in use; "
+                "stop the other server or pick another with --port / OPENAI_PROXY_PORT",
+                file=sys.stderr,
+            )
         else:
-            print(f"opencode-openai: cannot listen on {config.host}:{config.port}: "
-                  f"{exc.strerror}", file=sys.stderr)
+            print(
+                f"opencode-openai: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+                file=sys.stderr,
+            )
         return 1
     if generated:
         _announce_key(config)
 
     def ready(backend: OpenCodeBackend) -> None:
-        print(f"opencode-openai ready: {_base_url(config)} ({_key_label(config, generated)}), "
-              f"{len(backend.catalog.models)} models via OpenCode ({config.mode})", flush=True)
+        print(
+            f"opencode-openai ready: {_base_url(config)} ({_key_label(config, generated)}), "
+            f"{len(backend.catalog.models)} models via OpenCode ({config.mode})",
+            flush=True,
+        )
 
     app = create_app(config, on_ready=ready)
-    server = uvicorn.Server(uvicorn.Config(
-        app, log_level=logging.getLevelName(logging.getLogger().level).lower(),
-        timeout_graceful_shutdown=config.shutdown_grace_s, access_log=False,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=logging.getLevelName(logging.getLogger().level).lower(),
+            timeout_graceful_shutdown=config.shutdown_grace_s,
+            access_log=False,
+        )
+    )
     # uvicorn re-raises the stop signal after its graceful shutdown, through the handler it
     # found installed; a no-op there makes a clean SIGTERM/SIGINT stop exit 0, not -15 / 130.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -254,8 +338,9 @@ def serve(config: GatewayConfig, generated: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         config, generated = config_from_args(args)
     except UsageError as exc:

@@ -68,7 +68,11 @@ def without_nullable(node: Any) -> Any:
         return [without_nullable(item) for item in node]
     if not isinstance(node, dict):
         return node
-    rewritten = {k: without_nullable(v) for k, v in node.items() if not (k == "nullable" and isinstance(v, bool))}
+    rewritten = {
+        k: without_nullable(v)
+        for k, v in node.items()
+        if not (k == "nullable" and isinstance(v, bool))
+    }
     if node.get("nullable") is True:
         return {"anyOf": [rewritten, {"type": "null"}]}
     return rewritten
@@ -85,7 +89,9 @@ def extract(document: dict[str, Any], commit: str) -> dict[str, Any]:
             "license": "MIT, see LICENSE beside this file",
             "changes": "only the schemas below; `nullable: true` rewritten to anyOf [schema, {type: null}]",
         },
-        "components": {"schemas": {name: without_nullable(schemas[name]) for name in closure(schemas, ROOTS)}},
+        "components": {
+            "schemas": {name: without_nullable(schemas[name]) for name in closure(schemas, ROOTS)}
+        },
     }
 
 

@@ -52,7 +52,9 @@ class OpenAISchemas:
 
     def validate(self, name: str, value: Any) -> list[str]:
         """Problems of `value` as an instance of OpenAI's `name` schema."""
-        errors = sorted(self.validator(name).iter_errors(value), key=lambda e: list(e.absolute_path))
+        errors = sorted(
+            self.validator(name).iter_errors(value), key=lambda e: list(e.absolute_path)
+        )
         return [
             f"not a valid OpenAI {name}: at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
             for e in errors
@@ -70,7 +72,9 @@ class OpenAISchemas:
 
     def event(self, payload: Any) -> list[str]:
         is_error = isinstance(payload, dict) and "error" in payload
-        return self.validate("ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload)
+        return self.validate(
+            "ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload
+        )
 
 
 @cache

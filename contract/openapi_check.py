@@ -34,7 +34,9 @@ SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.yaml"
 _CONFIG = Config(
     extra_format_validators={"path": lambda value: isinstance(value, str)},
     extra_format_unmarshallers={"path": str},
-    extra_media_type_deserializers={"text/event-stream": lambda body, charset="utf-8": body.decode(charset)},
+    extra_media_type_deserializers={
+        "text/event-stream": lambda body, charset="utf-8": body.decode(charset)
+    },
     # A response field the spec does not document is a contract gap too.
     additional_properties_default_policy="forbid",
 )
@@ -69,7 +71,8 @@ def describe(exc: BaseException) -> str:
     while cause is not None:
         if isinstance(cause, InvalidSchemaValue):
             errors += [
-                f"at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}" for e in cause.schema_errors
+                f"at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
+                for e in cause.schema_errors
             ]
         cause = cause.__cause__
     return f"{type(exc).__name__}: {'; '.join(errors)}" if errors else str(exc)
@@ -138,7 +141,9 @@ class OurSpec:
     def event(self, payload: Any) -> list[str]:
         """Problems of one `data:` JSON of a stream: a chunk, or an error event."""
         is_error = isinstance(payload, dict) and "error" in payload
-        return self.validate("ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload)
+        return self.validate(
+            "ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload
+        )
 
     def _request(self, request: httpx.Request) -> _Request:
         path = request.url.path

@@ -32,5 +32,7 @@ class EventParser:
 
 def _data(event: str) -> str | None:
     """The event's `data` lines joined (SSE rules: one optional space after the colon)."""
-    lines = [line[5:].removeprefix(" ") for line in _LINE_END.split(event) if line.startswith("data:")]
+    lines = [
+        line[5:].removeprefix(" ") for line in _LINE_END.split(event) if line.startswith("data:")
+    ]
     return "\n".join(lines) if lines else None

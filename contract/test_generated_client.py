@@ -54,7 +54,10 @@ def api(generated: ModuleType, gateway: GatewayServer) -> Iterator[object]:
     transport = ValidatingTransport()
     client = generated.AuthenticatedClient(base_url=gateway.url, token=API_KEY)
     with httpx.Client(
-        base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"}, transport=transport, timeout=30
+        base_url=gateway.url,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        transport=transport,
+        timeout=30,
     ) as http_client:
         yield client.set_httpx_client(http_client)
     transport.assert_clean()
@@ -62,7 +65,10 @@ def api(generated: ModuleType, gateway: GatewayServer) -> Iterator[object]:
 
 def test_non_stream_chat(api: object, fake_upstream: fu.FakeUpstream, marker: str) -> None:
     from opencode_openai_client.api.chat import create_chat_completion
-    from opencode_openai_client.models import CreateChatCompletionRequest, CreateChatCompletionResponse
+    from opencode_openai_client.models import (
+        CreateChatCompletionRequest,
+        CreateChatCompletionResponse,
+    )
 
     fake_upstream.script(marker, fu.text("generated hello"))
     body = CreateChatCompletionRequest.from_dict(

@@ -59,10 +59,14 @@ OPTIONAL = {
     "stream": st.one_of(st.none(), st.booleans()),
     "stream_options": st.one_of(
         st.none(),
-        st.fixed_dictionaries({}, optional={"include_usage": st.booleans(), "include_obfuscation": st.booleans()}),
+        st.fixed_dictionaries(
+            {}, optional={"include_usage": st.booleans(), "include_obfuscation": st.booleans()}
+        ),
     ),
     "user": text,
-    "metadata": st.one_of(st.none(), st.dictionaries(st.text(max_size=64), st.text(max_size=512), max_size=16)),
+    "metadata": st.one_of(
+        st.none(), st.dictionaries(st.text(max_size=64), st.text(max_size=512), max_size=16)
+    ),
     "store": st.one_of(st.none(), st.booleans()),
 }
 
@@ -74,5 +78,7 @@ chat_requests = st.fixed_dictionaries(
 @settings(max_examples=400, derandomize=True, database=None, deadline=None)
 @given(chat_requests)
 def test_what_openai_accepts_our_spec_accepts(request: dict[str, Any]) -> None:
-    assert openai_schemas().validate("CreateChatCompletionRequest", request) == [], "the strategy left OpenAI's schema"
+    assert openai_schemas().validate("CreateChatCompletionRequest", request) == [], (
+        "the strategy left OpenAI's schema"
+    )
     assert our_spec().request_body("/v1/chat/completions", "post", request) == []

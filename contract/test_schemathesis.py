@@ -13,8 +13,8 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis import Case, CheckContext, HookContext, Response
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from contract.openapi_check import SPEC_PATH
 from contract.transport import default_contracts, whole_problems
@@ -48,7 +48,11 @@ def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> 
     headers = [(name, value) for name, values in response.headers.items() for value in values]
     received = httpx.Response(response.status_code, headers=headers, request=request)
     problems = whole_problems(
-        default_contracts(), request, received, response.content, complete=not response.stream_cut_short
+        default_contracts(),
+        request,
+        received,
+        response.content,
+        complete=not response.stream_cut_short,
     )
     assert not problems, "\n".join(problems)
     return True
@@ -56,8 +60,13 @@ def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> 
 
 def needs_the_key(ctx: CheckContext, response: Response, case: Case) -> bool:
     """Without the key, every declared operation but /health is 401 (an undeclared method stays 405)."""
-    if case.operation.path not in OPEN_PATHS and case.method.upper() == case.operation.method.upper():
-        assert response.status_code == 401, f"expected 401 without an API key, got {response.status_code}"
+    if (
+        case.operation.path not in OPEN_PATHS
+        and case.method.upper() == case.operation.method.upper()
+    ):
+        assert response.status_code == 401, (
+            f"expected 401 without an API key, got {response.status_code}"
+        )
     return True
 
 
@@ -81,12 +90,17 @@ CHAT_EXAMPLES = [
 @schema.hook
 def before_add_examples(context: HookContext, examples: list[Case]) -> None:
     if context.operation is not None and context.operation.path == "/v1/chat/completions":
-        examples += [context.operation.Case(body=body, media_type="application/json") for body in CHAT_EXAMPLES]
+        examples += [
+            context.operation.Case(body=body, media_type="application/json")
+            for body in CHAT_EXAMPLES
+        ]
 
 
 @schema.parametrize()
 def test_with_key(case: Case, gateway: GatewayServer) -> None:
-    case.call_and_validate(base_url=gateway.url, headers=AUTH, additional_checks=[conforms_to_contracts])
+    case.call_and_validate(
+        base_url=gateway.url, headers=AUTH, additional_checks=[conforms_to_contracts]
+    )
 
 
 @schema.parametrize()
@@ -107,6 +121,12 @@ def test_stateful(gateway: GatewayServer) -> None:
             return {"base_url": gateway.url, "headers": AUTH}
 
         def validate_response(self, response: Response, case: Case, **kwargs: object) -> None:
-            super().validate_response(response, case, additional_checks=[conforms_to_contracts], **kwargs)
+            super().validate_response(
+                response, case, additional_checks=[conforms_to_contracts], **kwargs
+            )
 
-    Machine.run(settings=hypothesis.settings(max_examples=15, derandomize=True, database=None, deadline=None))
+    Machine.run(
+        settings=hypothesis.settings(
+            max_examples=15, derandomize=True, database=None, deadline=None
+        )
+    )

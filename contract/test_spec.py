@@ -11,6 +11,7 @@ from contract.openapi_check import SPEC_PATH
 def test_spec_passes_openapi_spec_validator() -> None:
     spec = yaml.safe_load(SPEC_PATH.read_text())
     errors = [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in OpenAPIV30SpecValidator(spec).iter_errors()
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in OpenAPIV30SpecValidator(spec).iter_errors()
     ]
     assert errors == []

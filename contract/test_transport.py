@@ -48,7 +48,9 @@ def sse(*events: Any) -> list[bytes]:
 def serve(status: int, body: Any = None, events: list[bytes] | None = None) -> ValidatingTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         if events is not None:
-            return httpx.Response(status, headers={"content-type": "text/event-stream"}, content=iter(events))
+            return httpx.Response(
+                status, headers={"content-type": "text/event-stream"}, content=iter(events)
+            )
         return httpx.Response(status, json=body)
 
     return ValidatingTransport(inner=httpx.MockTransport(handler))
@@ -65,7 +67,9 @@ def without(data: dict[str, Any], dotted: str) -> dict[str, Any]:
     return copy
 
 
-def exchange(transport: ValidatingTransport, method: str, path: str, stream: bool = False) -> list[str]:
+def exchange(
+    transport: ValidatingTransport, method: str, path: str, stream: bool = False
+) -> list[str]:
     """Run one request through `transport`; the violations it recorded."""
     with httpx.Client(transport=transport, base_url="http://gateway") as client:
         try:
@@ -94,7 +98,13 @@ def test_conforming_responses_pass(method: str, path: str, status: int, body: An
 
 SCHEMA_BREAKS = [
     ("POST", "/v1/chat/completions", 200, without(COMPLETION, "choices.0.logprobs"), "logprobs"),
-    ("POST", "/v1/chat/completions", 200, without(COMPLETION, "choices.0.message.refusal"), "refusal"),
+    (
+        "POST",
+        "/v1/chat/completions",
+        200,
+        without(COMPLETION, "choices.0.message.refusal"),
+        "refusal",
+    ),
     ("POST", "/v1/chat/completions", 200, {**COMPLETION, "created": "1"}, "integer"),
     ("GET", "/v1/models", 200, {"object": "list"}, "data"),
     ("GET", "/v1/models/fake/fake-model", 200, {**MODEL, "created": None}, "integer"),
@@ -111,7 +121,9 @@ SCHEMA_BREAK_IDS = [
 
 
 @pytest.mark.parametrize("contract", [our_spec(), openai_schemas()], ids=["ours", "openai"])
-@pytest.mark.parametrize(("method", "path", "status", "body", "expected"), SCHEMA_BREAKS, ids=SCHEMA_BREAK_IDS)
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body", "expected"), SCHEMA_BREAKS, ids=SCHEMA_BREAK_IDS
+)
 def test_each_contract_catches_broken_bodies(
     contract: Contract, method: str, path: str, status: int, body: Any, expected: str
 ) -> None:
@@ -132,7 +144,9 @@ def test_each_contract_catches_broken_bodies(
     ],
     ids=["no-finish-reason", "wrong-object", "no-delta", "error-without-param"],
 )
-def test_each_contract_catches_broken_events(contract: Contract, payload: Any, expected: str) -> None:
+def test_each_contract_catches_broken_events(
+    contract: Contract, payload: Any, expected: str
+) -> None:
     problems = contract.event(payload)
     assert problems and expected in problems[0]
 
@@ -146,7 +160,9 @@ def test_each_contract_catches_broken_events(contract: Contract, payload: Any, e
     ],
     ids=["undocumented-field", "undocumented-status", "unknown-route-not-openai-error"],
 )
-def test_broken_responses_are_caught(method: str, path: str, status: int, body: Any, expected: str) -> None:
+def test_broken_responses_are_caught(
+    method: str, path: str, status: int, body: Any, expected: str
+) -> None:
     violations = exchange(serve(status, body), method, path)
     assert violations and expected in violations[0]
 
@@ -194,7 +210,9 @@ def test_stream_is_passed_on_as_it_arrives() -> None:
 
     transport = ValidatingTransport(
         inner=httpx.MockTransport(
-            lambda _: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=events())
+            lambda _: httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=events()
+            )
         )
     )
     with (

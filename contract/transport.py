@@ -26,7 +26,9 @@ STREAM_STAND_IN = b": checked event by event\n\n"
 class Contract(Protocol):
     """One document responses are held to; each method returns the problems it finds."""
 
-    def response(self, request: httpx.Request, response: httpx.Response, body: bytes) -> list[str]: ...
+    def response(
+        self, request: httpx.Request, response: httpx.Response, body: bytes
+    ) -> list[str]: ...
 
     def event(self, payload: Any) -> list[str]: ...
 
@@ -94,7 +96,9 @@ class StreamCheck:
         return problems
 
 
-def head_problems(contracts: Sequence[Contract], request: httpx.Request, response: httpx.Response) -> list[str]:
+def head_problems(
+    contracts: Sequence[Contract], request: httpx.Request, response: httpx.Response
+) -> list[str]:
     """Problems of a stream's status and media type (its body is the events' business)."""
     return [p for c in contracts for p in c.response(request, response, STREAM_STAND_IN)]
 
@@ -111,11 +115,17 @@ def whole_problems(
     if not is_event_stream(response):
         return [p for c in contracts for p in c.response(request, response, body)]
     stream = StreamCheck(contracts)
-    return head_problems(contracts, request, response) + stream.feed(body) + (stream.end() if complete else [])
+    return (
+        head_problems(contracts, request, response)
+        + stream.feed(body)
+        + (stream.end() if complete else [])
+    )
 
 
 class ValidatingTransport(httpx.BaseTransport):
-    def __init__(self, contracts: Sequence[Contract] | None = None, inner: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, contracts: Sequence[Contract] | None = None, inner: httpx.BaseTransport | None = None
+    ) -> None:
         self.contracts = tuple(contracts) if contracts is not None else default_contracts()
         self.inner = inner or httpx.HTTPTransport()
         self.violations: list[str] = []
@@ -124,7 +134,9 @@ class ValidatingTransport(httpx.BaseTransport):
         response = self.inner.handle_request(request)
         if is_event_stream(response):
             self.report(request, head_problems(self.contracts, request, response))
-            stream = _CheckedStream(response.stream, StreamCheck(self.contracts), lambda p: self.report(request, p))
+            stream = _CheckedStream(
+                response.stream, StreamCheck(self.contracts), lambda p: self.report(request, p)
+            )
             return _rebuilt(request, response, stream)
         # The gateway does not compress, so the decoded body is also the body on the wire.
         body = response.read()
@@ -145,16 +157,24 @@ class ValidatingTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-def _rebuilt(request: httpx.Request, response: httpx.Response, stream: httpx.SyncByteStream) -> httpx.Response:
+def _rebuilt(
+    request: httpx.Request, response: httpx.Response, stream: httpx.SyncByteStream
+) -> httpx.Response:
     return httpx.Response(
-        response.status_code, headers=response.headers, stream=stream, extensions=response.extensions, request=request
+        response.status_code,
+        headers=response.headers,
+        stream=stream,
+        extensions=response.extensions,
+        request=request,
     )
 
 
 class _CheckedStream(httpx.SyncByteStream):
     """Passes each piece of the body on at once, after the stream check has seen it."""
 
-    def __init__(self, inner: httpx.SyncByteStream, check: StreamCheck, report: Callable[[list[str]], None]) -> None:
+    def __init__(
+        self, inner: httpx.SyncByteStream, check: StreamCheck, report: Callable[[list[str]], None]
+    ) -> None:
         self._inner = inner
         self._check = check
         self._report = report

@@ -13,8 +13,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from opencode_openai.core.events import ReasoningDelta, TurnEvent, TurnFinished
 from opencode_openai.core.errors import GatewayError
+from opencode_openai.core.events import ReasoningDelta, TurnEvent, TurnFinished
 
 __all__ = ["GatewayMetrics", "observe_turn"]
 
@@ -33,16 +33,50 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("opencode_openai_requests", "HTTP requests answered.", ["route", "status"], registry=r)
-        self.latency = Histogram("opencode_openai_request_duration_seconds", "Request duration, first byte in to last byte out.", ["route"], buckets=_LATENCY, registry=r)
-        self.in_flight = Gauge("opencode_openai_requests_in_flight", "Requests being served now.", registry=r)
-        self.ttft = Histogram("opencode_openai_time_to_first_token_seconds", "From the request to the first token of the answer.", buckets=_LATENCY, registry=r)
-        self.tokens = Counter("opencode_openai_tokens", "Tokens reported by the provider.", ["kind"], registry=r)
-        self.turn_errors = Counter("opencode_openai_turn_errors", "Chat turns that failed, by OpenAI error type.", ["type"], registry=r)
-        self.turns_running = Gauge("opencode_openai_turns_running", "Chat turns running now.", registry=r)
-        self.turns_queued = Gauge("opencode_openai_turns_queued", "Chat turns waiting for a slot.", registry=r)
-        self.processes = Gauge("opencode_openai_opencode_processes", "OpenCode processes serving (embedded: supervised; attach: 1).", registry=r)
-        self.restarts = Gauge("opencode_openai_opencode_restarts", "Restarts of embedded OpenCode processes since start.", registry=r)
+        self.requests = Counter(
+            "opencode_openai_requests", "HTTP requests answered.", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "opencode_openai_request_duration_seconds",
+            "Request duration, first byte in to last byte out.",
+            ["route"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "opencode_openai_requests_in_flight", "Requests being served now.", registry=r
+        )
+        self.ttft = Histogram(
+            "opencode_openai_time_to_first_token_seconds",
+            "From the request to the first token of the answer.",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "opencode_openai_tokens", "Tokens reported by the provider.", ["kind"], registry=r
+        )
+        self.turn_errors = Counter(
+            "opencode_openai_turn_errors",
+            "Chat turns that failed, by OpenAI error type.",
+            ["type"],
+            registry=r,
+        )
+        self.turns_running = Gauge(
+            "opencode_openai_turns_running", "Chat turns running now.", registry=r
+        )
+        self.turns_queued = Gauge(
+            "opencode_openai_turns_queued", "Chat turns waiting for a slot.", registry=r
+        )
+        self.processes = Gauge(
+            "opencode_openai_opencode_processes",
+            "OpenCode processes serving (embedded: supervised; attach: 1).",
+            registry=r,
+        )
+        self.restarts = Gauge(
+            "opencode_openai_opencode_restarts",
+            "Restarts of embedded OpenCode processes since start.",
+            registry=r,
+        )
 
     def request_done(self, path: str, status: int, seconds: float) -> None:
         route = route_of(path)
@@ -57,7 +91,9 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-async def observe_turn(events: AsyncIterator[TurnEvent], metrics: GatewayMetrics) -> AsyncIterator[TurnEvent]:
+async def observe_turn(
+    events: AsyncIterator[TurnEvent], metrics: GatewayMetrics
+) -> AsyncIterator[TurnEvent]:
     """Pass a turn's events through, noting time to first token, tokens and failures."""
     started = time.perf_counter()
     first = True
@@ -68,8 +104,12 @@ async def observe_turn(events: AsyncIterator[TurnEvent], metrics: GatewayMetrics
                 first = False
             if isinstance(event, TurnFinished):
                 usage = event.usage
-                for kind, value in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
-                                    ("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens)):
+                for kind, value in (
+                    ("prompt", usage.prompt_tokens),
+                    ("completion", usage.completion_tokens),
+                    ("cached", usage.cached_tokens),
+                    ("reasoning", usage.reasoning_tokens),
+                ):
                     metrics.tokens.labels(kind).inc(value)
             yield event
     except GatewayError as exc:

@@ -11,10 +11,15 @@ from starlette.responses import StreamingResponse
 
 from opencode_openai.backend import OpenCodeBackend, run_turn
 from opencode_openai.core.events import TurnEvent
-from opencode_openai.core.settings import GatewayConfig
 from opencode_openai.core.metrics import observe_turn
-from opencode_openai.protocols.openai_chat import completion_from_events, new_meta, plan_from_request, sse_stream
+from opencode_openai.core.settings import GatewayConfig
 from opencode_openai.handlers._disconnect import cancel_on_disconnect
+from opencode_openai.protocols.openai_chat import (
+    completion_from_events,
+    new_meta,
+    plan_from_request,
+    sse_stream,
+)
 
 JSON = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -26,7 +31,9 @@ async def create_chat_completion(body: dict[str, Any]) -> Any:
     backend.ensure_ready()
     plan, options = plan_from_request(body, backend.catalog)
     meta = new_meta(options.model)
-    events = observe_turn(run_turn(backend, plan, timeout_s=config.timeout_s), request.state.metrics)
+    events = observe_turn(
+        run_turn(backend, plan, timeout_s=config.timeout_s), request.state.metrics
+    )
     if options.stream:
         # Until the first event, a failure (capacity, provider error, timeout) still gets its
         # own status; after it, only an error event in the stream.

@@ -7,8 +7,8 @@ from typing import Any
 from connexion import request
 
 from opencode_openai.backend import OpenCodeBackend
-from opencode_openai.core.models import DEFAULT_ALIAS, CatalogModel
 from opencode_openai.core.errors import ModelNotFound
+from opencode_openai.core.models import DEFAULT_ALIAS, CatalogModel
 
 
 def _model(model_id: str, entry: CatalogModel) -> dict[str, Any]:
@@ -20,7 +20,11 @@ async def list_models() -> Any:
     backend: OpenCodeBackend = request.state.backend
     backend.ensure_ready()
     catalog = backend.catalog
-    data = [_model(model_id, entry) for model_id in catalog.ids() if (entry := catalog.resolve(model_id))]
+    data = [
+        _model(model_id, entry)
+        for model_id in catalog.ids()
+        if (entry := catalog.resolve(model_id))
+    ]
     return {"object": "list", "data": data}, 200
 
 

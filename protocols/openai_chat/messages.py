@@ -13,8 +13,8 @@ import json
 import mimetypes
 from typing import Any
 
-from opencode_openai.core.models import CatalogModel
 from opencode_openai.core.errors import InvalidRequest, UnsupportedParameter
+from opencode_openai.core.models import CatalogModel
 
 __all__ = ["conversation"]
 
@@ -78,8 +78,14 @@ def _tool_part(call: dict[str, Any], param: str) -> dict[str, Any]:
         raise InvalidRequest("`function.arguments` must be a JSON object", param=param) from exc
     if not isinstance(args, dict):
         raise InvalidRequest("`function.arguments` must be a JSON object", param=param)
-    state = {"status": "completed", "input": args, "output": None, "title": name, "metadata": {},
-             "time": {"start": 0, "end": 0}}
+    state = {
+        "status": "completed",
+        "input": args,
+        "output": None,
+        "title": name,
+        "metadata": {},
+        "time": {"start": 0, "end": 0},
+    }
     return {"type": "tool", "tool": name, "callID": call_id, "state": state}
 
 
@@ -105,7 +111,9 @@ def conversation(
                 for j, call in enumerate(message.get("tool_calls") or [])
             ]
             awaiting = {part["callID"]: part for part in calls}
-            turns.append({"role": "assistant", "parts": (parts or [{"type": "text", "text": ""}]) + calls})
+            turns.append(
+                {"role": "assistant", "parts": (parts or [{"type": "text", "text": ""}]) + calls}
+            )
         elif role == "tool":
             call_id = message.get("tool_call_id")
             part = awaiting.pop(call_id, None) if isinstance(call_id, str) else None

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opencode_openai.core.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
 from opencode_openai.core.models import CatalogModel, ModelCatalog
 from opencode_openai.core.plan import ClientTool, TurnPlan
-from opencode_openai.core.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
 from opencode_openai.protocols.openai_chat.messages import conversation
 
 __all__ = ["RequestOptions", "plan_from_request"]
@@ -35,13 +35,22 @@ class RequestOptions:
 # Fields whose only meaningful values are the default; anything else is refused, not dropped.
 _REFUSED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "logprobs": (lambda v: v is True, "log probabilities are not available through OpenCode"),
-    "top_logprobs": (lambda v: v is not None, "log probabilities are not available through OpenCode"),
+    "top_logprobs": (
+        lambda v: v is not None,
+        "log probabilities are not available through OpenCode",
+    ),
     "logit_bias": (lambda v: bool(v), "logit_bias cannot be passed through OpenCode"),
     "audio": (lambda v: v is not None, "audio output is not supported"),
     "modalities": (lambda v: v not in (None, ["text"]), "only the text modality is supported"),
     "web_search_options": (lambda v: v is not None, "web search is not supported"),
-    "functions": (lambda v: v is not None, "`functions` is deprecated and not supported; send `tools`"),
-    "function_call": (lambda v: v is not None, "`function_call` is deprecated and not supported; send `tool_choice`"),
+    "functions": (
+        lambda v: v is not None,
+        "`functions` is deprecated and not supported; send `tools`",
+    ),
+    "function_call": (
+        lambda v: v is not None,
+        "`function_call` is deprecated and not supported; send `tool_choice`",
+    ),
     "tool_choice": (
         lambda v: v not in (None, "auto", "none"),
         "OpenCode cannot force a tool choice; only `auto` and `none` are supported",
@@ -49,7 +58,9 @@ _REFUSED: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def plan_from_request(body: dict[str, Any], catalog: ModelCatalog) -> tuple[TurnPlan, RequestOptions]:
+def plan_from_request(
+    body: dict[str, Any], catalog: ModelCatalog
+) -> tuple[TurnPlan, RequestOptions]:
     model = _resolve_model(body["model"], catalog)
     if (body.get("n") or 1) > 1:
         raise UnsupportedParameter("n", "`n` > 1 is not supported: OpenCode gives one choice")
@@ -98,7 +109,9 @@ def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[Client
                 "a tool name must match ^[a-zA-Z0-9_-]{1,64}$", param=f"tools[{i}].function.name"
             )
         if name in result:
-            raise InvalidRequest(f"tool `{name}` is defined twice", param=f"tools[{i}].function.name")
+            raise InvalidRequest(
+                f"tool `{name}` is defined twice", param=f"tools[{i}].function.name"
+            )
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
         result[name] = ClientTool(name, function.get("description") or "", parameters)
     return tuple(result.values())
@@ -124,7 +137,9 @@ def _params(body: dict[str, Any], model: CatalogModel, *, with_tools: bool) -> d
         params["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
         params["topP"] = body["top_p"]
-    field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    field = (
+        "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    )
     max_tokens = body.get(field)
     if max_tokens is not None:
         if model.output_limit and max_tokens > model.output_limit:

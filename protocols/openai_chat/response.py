@@ -8,7 +8,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
+from opencode_openai.core.events import (
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    TurnEvent,
+    TurnFinished,
+    Usage,
+)
 
 __all__ = [
     "CompletionMeta",
@@ -67,8 +74,12 @@ Delta = TextDelta | ReasoningDelta | ToolCallDelta
 
 def _tool_call_delta(event: ToolCallDelta) -> dict[str, Any]:
     if event.id is not None:  # the first delta of a call names it, arguments follow
-        return {"index": event.index, "id": event.id, "type": "function",
-                "function": {"name": event.name, "arguments": event.arguments}}
+        return {
+            "index": event.index,
+            "id": event.id,
+            "type": "function",
+            "function": {"name": event.name, "arguments": event.arguments},
+        }
     return {"index": event.index, "function": {"arguments": event.arguments}}
 
 
@@ -102,8 +113,14 @@ def completion_from_events(meta: CompletionMeta, events: Iterable[TurnEvent]) ->
         if isinstance(event, TurnFinished):
             finished = event
         elif isinstance(event, ToolCallDelta):
-            call = calls.setdefault(event.index, {"id": event.id, "type": "function",
-                                                  "function": {"name": event.name, "arguments": ""}})
+            call = calls.setdefault(
+                event.index,
+                {
+                    "id": event.id,
+                    "type": "function",
+                    "function": {"name": event.name, "arguments": ""},
+                },
+            )
             call["function"]["arguments"] += event.arguments
         else:
             for key, text in _delta(event).items():

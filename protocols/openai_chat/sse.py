@@ -11,9 +11,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from opencode_openai.core.events import TurnEvent, TurnFinished
 from opencode_openai.core.errors import to_openai_error
-from opencode_openai.protocols.openai_chat.response import CompletionMeta, chunk_from_event, finish_chunk, role_chunk, usage_chunk
+from opencode_openai.core.events import TurnEvent, TurnFinished
+from opencode_openai.protocols.openai_chat.response import (
+    CompletionMeta,
+    chunk_from_event,
+    finish_chunk,
+    role_chunk,
+    usage_chunk,
+)
 
 __all__ = ["DONE", "frame", "sse_stream"]
 
@@ -39,6 +45,6 @@ async def sse_stream(
                         yield frame(usage_chunk(meta, event.usage))
                 else:
                     yield frame(chunk_from_event(meta, event))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an error event
+        except Exception as exc:
             yield frame(to_openai_error(exc)[1])
         yield DONE

@@ -141,7 +141,9 @@ class RecordingProxy:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await server.wait_closed()
 
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True, name="recording-proxy")
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(main(),), daemon=True, name="recording-proxy"
+        )
         self._thread.start()
         if not started.wait(10):
             raise RuntimeError("recording proxy did not start")

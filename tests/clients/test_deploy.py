@@ -38,7 +38,9 @@ def need(program: str, *fallbacks: str) -> str:
     found = shutil.which(program) or next((p for p in fallbacks if os.access(p, os.X_OK)), None)
     if found:
         return found
-    reason = f"{program} is not installed (scripts/install installs it as root where apt-get exists)"
+    reason = (
+        f"{program} is not installed (scripts/install installs it as root where apt-get exists)"
+    )
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must run this test")
     pytest.skip(reason)
@@ -65,7 +67,9 @@ class Nginx:
             check=True, capture_output=True,
         )  # fmt: skip
         site = NGINX_SITE.read_text()
-        site = substitute(site, r"^(\s*server) 127\.0\.0\.1:4040;", rf"\1 127.0.0.1:{gateway_port};")
+        site = substitute(
+            site, r"^(\s*server) 127\.0\.0\.1:4040;", rf"\1 127.0.0.1:{gateway_port};"
+        )
         site = substitute(site, r"^(\s*listen) 443 ssl;", rf"\1 127.0.0.1:{self.port} ssl;")
         site = substitute(site, r"^(\s*ssl_certificate)\s+\S+;", rf"\1 {self.cert};")
         site = substitute(site, r"^(\s*ssl_certificate_key)\s+\S+;", rf"\1 {key};")
@@ -88,9 +92,13 @@ class Nginx:
 
     def start(self) -> Nginx:
         conf = str(self.workdir / "nginx.conf")
-        check = subprocess.run([self.binary, "-t", "-c", conf, "-p", str(self.workdir)], capture_output=True, text=True)
+        check = subprocess.run(
+            [self.binary, "-t", "-c", conf, "-p", str(self.workdir)], capture_output=True, text=True
+        )
         assert check.returncode == 0, check.stderr
-        self.process = subprocess.Popen([self.binary, "-c", conf, "-p", str(self.workdir)], stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [self.binary, "-c", conf, "-p", str(self.workdir)], stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -99,7 +107,9 @@ class Nginx:
             except httpx.HTTPError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"nginx did not start: {(self.workdir / 'error.log').read_text()}")
+                    raise RuntimeError(
+                        f"nginx did not start: {(self.workdir / 'error.log').read_text()}"
+                    )
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -124,7 +134,9 @@ def test_stream_through_nginx_tls_arrives_chunk_by_chunk(
     pieces = ["one ", "two ", "three ", "four"]
     fake_upstream.script(marker, fu.text(pieces, chunk_delay_s=0.3))
     with httpx.Client(verify=str(nginx.cert), timeout=30) as http_client:
-        sdk = openai.OpenAI(base_url=f"{nginx.url}/v1", api_key=API_KEY, max_retries=0, http_client=http_client)
+        sdk = openai.OpenAI(
+            base_url=f"{nginx.url}/v1", api_key=API_KEY, max_retries=0, http_client=http_client
+        )
         started = time.monotonic()
         arrivals: list[tuple[float, str]] = []
         for chunk in sdk.chat.completions.create(
@@ -141,7 +153,9 @@ def test_stream_through_nginx_tls_arrives_chunk_by_chunk(
 
 
 @pytest.mark.opencode
-def test_non_stream_and_errors_through_nginx(nginx: Nginx, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_non_stream_and_errors_through_nginx(
+    nginx: Nginx, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("through TLS"))
     with httpx.Client(base_url=nginx.url, verify=str(nginx.cert), timeout=30) as http:
         reply = http.post(
@@ -156,7 +170,9 @@ def test_non_stream_and_errors_through_nginx(nginx: Nginx, fake_upstream: fu.Fak
         assert http.get("/health").json()["status"] == "ok"
         # SDKs send model ids escaped (`fake%2Ffake-model`): nginx must pass the URI on as is,
         # which `proxy_pass` without a URI part does.
-        model = http.get("/v1/models/fake%2Ffake-model", headers={"Authorization": f"Bearer {API_KEY}"})
+        model = http.get(
+            "/v1/models/fake%2Ffake-model", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
         assert model.status_code == 200 and model.json()["id"] == "fake/fake-model"
 
 
@@ -168,7 +184,9 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     text = UNIT.read_text()
     assert "ExecStart=/opt/opencode-openai/.venv/bin/opencode-openai server-openai" in text
     unit.write_text(text.replace("/opt/opencode-openai", str(ROOT)))
-    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     # verify only warns about unknown keys and bad values: any line about the unit is a fault.
     assert [line for line in result.stderr.splitlines() if UNIT.name in line] == [], result.stderr
@@ -178,8 +196,12 @@ def test_systemd_analyze_catches_a_broken_unit(tmp_path: Path) -> None:
     """The check above can fail: a typo in a key and a missing binary are both reported."""
     analyze = need("systemd-analyze")
     unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace("RestartSec=", "RestartSecs=").replace(".venv/bin", ".venv/nobin"))
-    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    unit.write_text(
+        UNIT.read_text().replace("RestartSec=", "RestartSecs=").replace(".venv/bin", ".venv/nobin")
+    )
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0 and "RestartSecs" in result.stderr, result.stderr
 
 
@@ -191,8 +213,9 @@ def test_dockerfile_follows_the_install_steps() -> None:
     assert re.search(r"^RUN .*scripts/install", text, re.MULTILINE)
     assert "COPY . ." in text
     [entrypoint] = [line for line in instructions if line.startswith("ENTRYPOINT")]
-    assert '".venv/bin/opencode-openai", "server-openai", "--host", "0.0.0.0"' in entrypoint.replace(
-        "/opt/opencode-openai/", ""
+    assert (
+        '".venv/bin/opencode-openai", "server-openai", "--host", "0.0.0.0"'
+        in entrypoint.replace("/opt/opencode-openai/", "")
     )
     # The key comes from the environment at run time, never from the image.
     assert "OPENAI_PROXY_API_KEY=" not in text.replace("-e OPENAI_PROXY_API_KEY=", "")
@@ -201,8 +224,12 @@ def test_dockerfile_follows_the_install_steps() -> None:
     assert {".venv", "node_modules", ".git"} <= set(ignore)
 
 
-@pytest.mark.parametrize(("fence", "path"), [("nginx", NGINX_SITE), ("ini", UNIT)], ids=["nginx", "systemd"])
+@pytest.mark.parametrize(
+    ("fence", "path"), [("nginx", NGINX_SITE), ("ini", UNIT)], ids=["nginx", "systemd"]
+)
 def test_readme_shows_the_deploy_files(fence: str, path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(rf"^```{fence}\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
-    assert path.read_text() in blocks, f"README.md's ```{fence} block differs from {path.relative_to(ROOT)}"
+    assert path.read_text() in blocks, (
+        f"README.md's ```{fence} block differs from {path.relative_to(ROOT)}"
+    )

@@ -24,7 +24,9 @@ class City(BaseModel):
 
 @pytest.fixture
 def llm(proxy: RecordingProxy) -> ChatOpenAI:
-    return ChatOpenAI(base_url=proxy.base_url, api_key=API_KEY, model=MODEL, max_retries=0, timeout=30)
+    return ChatOpenAI(
+        base_url=proxy.base_url, api_key=API_KEY, model=MODEL, max_retries=0, timeout=30
+    )
 
 
 def test_invoke(llm: ChatOpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
@@ -34,7 +36,10 @@ def test_invoke(llm: ChatOpenAI, fake_upstream: fu.FakeUpstream, marker: str) ->
     assert message.response_metadata["finish_reason"] == "stop"
     assert message.response_metadata["model_name"] == MODEL
     assert message.usage_metadata is not None
-    assert (message.usage_metadata["input_tokens"], message.usage_metadata["output_tokens"]) == (14, 2)
+    assert (message.usage_metadata["input_tokens"], message.usage_metadata["output_tokens"]) == (
+        14,
+        2,
+    )
     [upstream] = fake_upstream.chat_requests(marker)
     assert upstream.body["messages"] == [
         {"role": "system", "content": "Be brief."},
@@ -42,9 +47,13 @@ def test_invoke(llm: ChatOpenAI, fake_upstream: fu.FakeUpstream, marker: str) ->
     ]
 
 
-def test_stream_with_usage(proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_stream_with_usage(
+    proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text(["Lang", "Chain ", "streams"], usage=fu.Usage(5, 3)))
-    llm = ChatOpenAI(base_url=proxy.base_url, api_key=API_KEY, model=MODEL, max_retries=0, stream_usage=True)
+    llm = ChatOpenAI(
+        base_url=proxy.base_url, api_key=API_KEY, model=MODEL, max_retries=0, stream_usage=True
+    )
     chunks = list(llm.stream(marker))
     assert [c.content for c in chunks if c.content] == ["Lang", "Chain ", "streams"]
     usage = [c.usage_metadata for c in chunks if c.usage_metadata]

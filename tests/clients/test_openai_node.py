@@ -25,18 +25,32 @@ def test_node_sdk_chat_models_and_errors(
     proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
     fake_upstream.script(f"{marker}[non_stream]", fu.text("Hi from Node", usage=fu.Usage(9, 2)))
-    fake_upstream.script(f"{marker}[stream]", fu.text(["Chunk", "ed ", "reply"], usage=fu.Usage(6, 3)))
+    fake_upstream.script(
+        f"{marker}[stream]", fu.text(["Chunk", "ed ", "reply"], usage=fu.Usage(6, 3))
+    )
     answer = {"name": "Nantes", "population": 320000}
     fake_upstream.script(
-        f"{marker}[response_format]", fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(answer)))
+        f"{marker}[response_format]",
+        fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(answer))),
     )
-    cases = ["non_stream", "stream", "response_format", "models", "auth_error", "not_found_error", "bad_request_error"]
+    cases = [
+        "non_stream",
+        "stream",
+        "response_format",
+        "models",
+        "auth_error",
+        "not_found_error",
+        "bad_request_error",
+    ]
     got = run_node("openai_sdk.mjs", env(proxy.base_url, marker), *cases)
 
     assert got["non_stream"]["content"] == "Hi from Node"
     assert got["non_stream"]["finish_reason"] == "stop"
     assert got["non_stream"]["model"] == "fake/fake-model"
-    assert got["non_stream"]["usage"]["prompt_tokens"] == 9 and got["non_stream"]["usage"]["completion_tokens"] == 2
+    assert (
+        got["non_stream"]["usage"]["prompt_tokens"] == 9
+        and got["non_stream"]["usage"]["completion_tokens"] == 2
+    )
     [upstream] = fake_upstream.chat_requests(f"{marker}[non_stream]")
     assert upstream.body["max_tokens"] == 50
 
@@ -50,10 +64,16 @@ def test_node_sdk_chat_models_and_errors(
     assert got["response_format"]["parsed"] == answer
 
     assert "fake/fake-model" in got["models"]["ids"] and "opencode/default" in got["models"]["ids"]
-    assert got["models"]["retrieved"] == {"id": "fake/fake-model", "object": "model", "owned_by": "fake"}
+    assert got["models"]["retrieved"] == {
+        "id": "fake/fake-model",
+        "object": "model",
+        "owned_by": "fake",
+    }
     assert proxy.requests(path="/v1/models/fake%2Ffake-model"), "the SDK escapes the `/` of the id"
 
-    assert got["auth_error"]["class"] == "AuthenticationError" and got["auth_error"]["status"] == 401
+    assert (
+        got["auth_error"]["class"] == "AuthenticationError" and got["auth_error"]["status"] == 401
+    )
     assert got["not_found_error"]["class"] == "NotFoundError"
     assert got["not_found_error"]["code"] == "model_not_found"
     assert got["bad_request_error"]["class"] == "BadRequestError"
@@ -64,7 +84,9 @@ def test_node_sdk_chat_models_and_errors(
     assert sent.headers["x-stainless-lang"] == "js"
 
 
-def test_node_sdk_rate_limit_error(busy_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_node_sdk_rate_limit_error(
+    busy_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     with occupied(busy_gateway, fake_upstream, marker):
         got = run_node("openai_sdk.mjs", env(busy_gateway.base_url, marker), "rate_limit_error")
     error = got["rate_limit_error"]

@@ -22,21 +22,31 @@ pytestmark = pytest.mark.opencode
 
 @pytest.fixture
 def sdk(proxy: RecordingProxy) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=proxy.base_url, api_key=API_KEY, max_retries=0, timeout=30) as client:
+    with openai.OpenAI(
+        base_url=proxy.base_url, api_key=API_KEY, max_retries=0, timeout=30
+    ) as client:
         yield client
 
 
-def test_non_stream(sdk: openai.OpenAI, proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_non_stream(
+    sdk: openai.OpenAI, proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("Bonjour from the fake", usage=fu.Usage(12, 5)))
     reply = sdk.chat.completions.create(
         model=MODEL,
-        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"hello {marker}"}],
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": f"hello {marker}"},
+        ],
         temperature=0.2,
     )
     assert reply.choices[0].message.content == "Bonjour from the fake"
     assert reply.choices[0].finish_reason == "stop"
     assert reply.model == MODEL
-    assert reply.usage is not None and (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (12, 5)
+    assert reply.usage is not None and (
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+    ) == (12, 5)
     [sent] = proxy.chat_requests(marker)
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
     assert sent.headers["user-agent"].startswith("OpenAI/Python")
@@ -46,7 +56,9 @@ def test_non_stream(sdk: openai.OpenAI, proxy: RecordingProxy, fake_upstream: fu
     assert upstream.body["messages"][-1] == {"role": "user", "content": f"hello {marker}"}
 
 
-def test_stream_with_include_usage(sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_stream_with_include_usage(
+    sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text(["Stream", "ing ", "works"], usage=fu.Usage(8, 3)))
     chunks = list(
         sdk.chat.completions.create(
@@ -57,16 +69,22 @@ def test_stream_with_include_usage(sdk: openai.OpenAI, fake_upstream: fu.FakeUps
         )
     )
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Streaming works"
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Streaming works"
+    )
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (8, 3)
 
 
-def test_stream_helper_without_usage(sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_stream_helper_without_usage(
+    sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     """`chat.completions.stream()`, the SDK's event helper, assembles the final completion."""
     fake_upstream.script(marker, fu.text(["a", "b", "c"]))
-    with sdk.chat.completions.stream(model=MODEL, messages=[{"role": "user", "content": marker}]) as stream:
+    with sdk.chat.completions.stream(
+        model=MODEL, messages=[{"role": "user", "content": marker}]
+    ) as stream:
         # The first chunk carries the role and an empty content, as OpenAI's does.
         deltas = [event.delta for event in stream if event.type == "content.delta" and event.delta]
         final = stream.get_final_completion()
@@ -85,7 +103,9 @@ def test_response_format_parse_with_pydantic(
 ) -> None:
     answer = {"name": "Lyon", "population": 522000}
     fake_upstream.script(marker, fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(answer))))
-    reply = sdk.chat.completions.parse(model=MODEL, messages=[{"role": "user", "content": marker}], response_format=City)
+    reply = sdk.chat.completions.parse(
+        model=MODEL, messages=[{"role": "user", "content": marker}], response_format=City
+    )
     assert reply.choices[0].message.parsed == City(**answer)
     [sent] = proxy.chat_requests(marker)
     assert sent.body["response_format"]["type"] == "json_schema"
@@ -94,15 +114,21 @@ def test_response_format_parse_with_pydantic(
     assert [t["function"]["name"] for t in upstream.body["tools"]] == ["StructuredOutput"]
 
 
-def test_response_format_json_object_stream(sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(marker, fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps({"ok": [1, 2]}))))
+def test_response_format_json_object_stream(
+    sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker, fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps({"ok": [1, 2]})))
+    )
     chunks = sdk.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": f"{marker} answer in JSON"}],
         response_format={"type": "json_object"},
         stream=True,
     )
-    assert json.loads("".join(c.choices[0].delta.content or "" for c in chunks if c.choices)) == {"ok": [1, 2]}
+    assert json.loads("".join(c.choices[0].delta.content or "" for c in chunks if c.choices)) == {
+        "ok": [1, 2]
+    }
 
 
 def test_models_list_and_retrieve(sdk: openai.OpenAI, proxy: RecordingProxy) -> None:
@@ -124,15 +150,21 @@ def test_wrong_key_is_authentication_error(proxy: RecordingProxy, marker: str) -
 
 def test_unknown_model_is_not_found_error(sdk: openai.OpenAI, marker: str) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        sdk.chat.completions.create(model="fake/no-such-model", messages=[{"role": "user", "content": marker}])
+        sdk.chat.completions.create(
+            model="fake/no-such-model", messages=[{"role": "user", "content": marker}]
+        )
     assert info.value.code == "model_not_found"
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve("fake/no-such-model")
 
 
-def test_n_above_one_is_bad_request_error(sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_n_above_one_is_bad_request_error(
+    sdk: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], n=2)
+        sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": marker}], n=2
+        )
     assert info.value.param == "n"
     assert fake_upstream.chat_requests(marker) == []
 

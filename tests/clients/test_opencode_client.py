@@ -40,7 +40,10 @@ def client_config(base_url: str) -> dict[str, object]:
                 "models": {
                     # Without a limit OpenCode asks for max_tokens 32000, more than the fake
                     # model's 4096, and the gateway answers 400.
-                    "fake/fake-model": {"name": "Fake model via the gateway", "limit": {"context": 100000, "output": 4096}},
+                    "fake/fake-model": {
+                        "name": "Fake model via the gateway",
+                        "limit": {"context": 100000, "output": 4096},
+                    },
                 },
             }
         },
@@ -60,7 +63,14 @@ def test_opencode_run_through_the_gateway(
     )
     # Registered last, so it wins for the title request (which also holds the marker).
     fake_upstream.script(TITLE_PROMPT, fu.text("A title"))
-    for directory in (home, project, tmp_path / "config", tmp_path / "data", tmp_path / "cache", tmp_path / "state"):
+    for directory in (
+        home,
+        project,
+        tmp_path / "config",
+        tmp_path / "data",
+        tmp_path / "cache",
+        tmp_path / "state",
+    ):
         directory.mkdir()
     notes.write_text("buy oat milk\n")
     config = tmp_path / "opencode.json"
@@ -94,7 +104,9 @@ def test_opencode_run_through_the_gateway(
     first, second = (r.body for r in sent)
     # What OpenCode sends: its whole agent prompt, its tools, tool_choice "auto", a stream.
     assert first["tool_choice"] == "auto"
-    assert {"bash", "read", "glob", "edit", "write"} <= {t["function"]["name"] for t in first["tools"]}
+    assert {"bash", "read", "glob", "edit", "write"} <= {
+        t["function"]["name"] for t in first["tools"]
+    }
     assert first["stream"] is True and first["stream_options"] == {"include_usage": True}
     assert first["max_tokens"] == 4096
     # It ran the tool itself and sent the result back as OpenAI tool messages.
@@ -103,7 +115,9 @@ def test_opencode_run_through_the_gateway(
     [tool_message] = [m for m in second["messages"] if m["role"] == "tool"]
     assert "buy oat milk" in json.dumps(tool_message["content"])
     # The upstream saw the same conversation, tools included, one call per client request.
-    upstream = [r for r in fake_upstream.chat_requests(marker) if TITLE_PROMPT not in json.dumps(r.body)]
+    upstream = [
+        r for r in fake_upstream.chat_requests(marker) if TITLE_PROMPT not in json.dumps(r.body)
+    ]
     assert len(upstream) == 2
     assert "read" in {t["function"]["name"] for t in upstream[0].body["tools"]}
     titles = [r for r in proxy.chat_requests(marker) if TITLE_PROMPT in r.raw_body.decode()]

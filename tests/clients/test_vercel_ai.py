@@ -17,18 +17,33 @@ from tests.support.gateway import API_KEY
 pytestmark = pytest.mark.opencode
 
 
-def test_generate_stream_and_object(proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(f"{marker}[generate_text]", fu.text("Vercel says hi", usage=fu.Usage(11, 3)))
-    fake_upstream.script(f"{marker}[stream_text]", fu.text(["one ", "two ", "three"], usage=fu.Usage(4, 3)))
+def test_generate_stream_and_object(
+    proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        f"{marker}[generate_text]", fu.text("Vercel says hi", usage=fu.Usage(11, 3))
+    )
+    fake_upstream.script(
+        f"{marker}[stream_text]", fu.text(["one ", "two ", "three"], usage=fu.Usage(4, 3))
+    )
     city = {"name": "Lille", "population": 236000}
-    fake_upstream.script(f"{marker}[generate_object]", fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(city))))
+    fake_upstream.script(
+        f"{marker}[generate_object]",
+        fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(city))),
+    )
     other = {"name": "Metz", "population": 120000}
     fake_upstream.script(
-        f"{marker}[generate_object_json_mode]", fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(other)))
+        f"{marker}[generate_object_json_mode]",
+        fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(other))),
     )
     env = {"GATEWAY_BASE_URL": proxy.base_url, "GATEWAY_API_KEY": API_KEY, "MARKER": marker}
     got = run_node(
-        "vercel_ai.mjs", env, "generate_text", "stream_text", "generate_object", "generate_object_json_mode"
+        "vercel_ai.mjs",
+        env,
+        "generate_text",
+        "stream_text",
+        "generate_object",
+        "generate_object_json_mode",
     )
 
     assert got["generate_text"]["text"] == "Vercel says hi"

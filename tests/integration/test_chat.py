@@ -20,7 +20,9 @@ MODEL = "fake/fake-model"
 def test_non_stream_reply_and_what_upstream_received(
     client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
-    fake_upstream.script(marker, fu.text("Hello there", usage=fu.Usage(prompt_tokens=21, completion_tokens=4)))
+    fake_upstream.script(
+        marker, fu.text("Hello there", usage=fu.Usage(prompt_tokens=21, completion_tokens=4))
+    )
     reply = client.chat.completions.create(
         model=MODEL,
         messages=[
@@ -101,7 +103,9 @@ def test_stream_ends_with_done_and_is_not_buffered(
                 arrivals.append((time.monotonic(), line[6:]))
     assert arrivals[-1][1] == "[DONE]"
     content_times = [
-        t for t, data in arrivals[:-1] if json.loads(data)["choices"] and json.loads(data)["choices"][0]["delta"].get("content")
+        t
+        for t, data in arrivals[:-1]
+        if json.loads(data)["choices"] and json.loads(data)["choices"][0]["delta"].get("content")
     ]
     # The upstream spaces its four deltas 0.4 s apart: relayed as they come, not at the end.
     assert content_times[-1] - content_times[0] > 0.8
@@ -115,7 +119,10 @@ def test_multi_turn_history_reaches_upstream_as_sent(
         {"role": "system", "content": "sys one"},
         {"role": "user", "content": f"first {marker}"},
         {"role": "assistant", "content": "first answer"},
-        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "text", "text": " part"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "second"}, {"type": "text", "text": " part"}],
+        },
         {"role": "assistant", "content": "second answer"},
         {"role": "user", "content": "third"},
     ]
@@ -127,7 +134,9 @@ def test_multi_turn_history_reaches_upstream_as_sent(
     assert sent[0]["content"] == "sys one"
     assert sent[1]["content"] == f"first {marker}"
     assert sent[2]["content"] == "first answer"
-    assert json.dumps(sent[3]["content"]).count("second") == 1 and "part" in json.dumps(sent[3]["content"])
+    assert json.dumps(sent[3]["content"]).count("second") == 1 and "part" in json.dumps(
+        sent[3]["content"]
+    )
     assert sent[5]["content"] == "third"
 
 
@@ -182,7 +191,7 @@ def test_sampling_settings_reach_upstream(
 
 
 def test_upstream_tool_call_runs_nothing_and_makes_one_call(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str, tmp_path: "object"
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str, tmp_path: object
 ) -> None:
     target = f"/tmp/opencode-openai-pwned-{time.time_ns()}"
     calls = [
@@ -190,7 +199,9 @@ def test_upstream_tool_call_runs_nothing_and_makes_one_call(
         fu.ToolCall("write", json.dumps({"filePath": target, "content": "pwned"})),
     ]
     fake_upstream.script(marker, fu.tool_calls(*calls))
-    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}])
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": marker}]
+    )
     assert reply.choices[0].finish_reason == "stop"
     assert not reply.choices[0].message.tool_calls
     time.sleep(1.0)  # an agent loop would have made its next call by now
@@ -204,7 +215,9 @@ def test_unknown_model_is_404_before_any_upstream_call(
     client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="nope/none", messages=[{"role": "user", "content": marker}])
+        client.chat.completions.create(
+            model="nope/none", messages=[{"role": "user", "content": marker}]
+        )
     assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
     assert info.value.body["param"] == "model"  # type: ignore[index]
     assert fake_upstream.chat_requests(marker) == []
@@ -212,7 +225,9 @@ def test_unknown_model_is_404_before_any_upstream_call(
 
 def test_n_greater_than_one_is_rejected(client: openai.OpenAI, marker: str) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model=MODEL, n=2, messages=[{"role": "user", "content": marker}])
+        client.chat.completions.create(
+            model=MODEL, n=2, messages=[{"role": "user", "content": marker}]
+        )
     assert info.value.body["param"] == "n"  # type: ignore[index]
 
 
@@ -241,7 +256,9 @@ def test_stream_failing_before_its_first_token_gets_a_status(
 def test_upstream_failure_mid_stream_is_error_event_then_done(
     http: httpx.Client, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
-    fake_upstream.script(marker, fu.text(["partial ", "answer ", "never"], close_after_chunks=3, chunk_delay_s=0.3))
+    fake_upstream.script(
+        marker, fu.text(["partial ", "answer ", "never"], close_after_chunks=3, chunk_delay_s=0.3)
+    )
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": marker}]}
     started = time.monotonic()
     with http.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -268,7 +285,9 @@ def test_timeout_is_504_and_aborts_the_upstream_call(
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "timeout"
     assert 2.5 < time.monotonic() - started < 7
-    [received] = fake_upstream.wait_for(lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at])
+    [received] = fake_upstream.wait_for(
+        lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at]
+    )
     assert received.disconnected_at is not None
 
 
@@ -278,8 +297,11 @@ def test_timeout_while_streaming_is_an_error_event(
     fake_upstream.script(marker, fu.text(["partial", "never"], hang_after_chunks=2))
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": marker}]}
     with httpx.stream(
-        "POST", f"{tight_gateway.base_url}/chat/completions",
-        headers={"Authorization": f"Bearer {API_KEY}"}, json=body, timeout=30,
+        "POST",
+        f"{tight_gateway.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json=body,
+        timeout=30,
     ) as response:
         data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]"
@@ -293,14 +315,19 @@ def test_client_disconnect_mid_stream_aborts_upstream(
     fake_upstream.script(marker, fu.text(["first"] + ["more"] * 50, chunk_delay_s=0.2))
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": marker}]}
     with httpx.stream(
-        "POST", f"{gateway.base_url}/chat/completions",
-        headers={"Authorization": f"Bearer {API_KEY}"}, json=body, timeout=30,
+        "POST",
+        f"{gateway.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json=body,
+        timeout=30,
     ) as response:
         for line in response.iter_lines():
             if "first" in line:
                 break
         closed_at = time.monotonic()
-    [received] = fake_upstream.wait_for(lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at])
+    [received] = fake_upstream.wait_for(
+        lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at]
+    )
     assert received.disconnected_at is not None and received.disconnected_at - closed_at < 1.0
 
 
@@ -316,5 +343,7 @@ def test_client_disconnect_mid_request_aborts_upstream(
             timeout=1.5,
         )
     closed_at = time.monotonic()
-    [received] = fake_upstream.wait_for(lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at])
+    [received] = fake_upstream.wait_for(
+        lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at]
+    )
     assert received.disconnected_at is not None and received.disconnected_at - closed_at < 1.0

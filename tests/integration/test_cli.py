@@ -61,8 +61,18 @@ def test_port_in_use_is_one_line_not_a_traceback() -> None:
 def test_help_lists_the_documented_options() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for option in ("--port", "--host", "--api-key", "--key", "--no-auth", "--opencode-url",
-                   "--opencode-bin", "--opencode-config", "--isolated", "OPENAI_PROXY_TIMEOUT"):
+    for option in (
+        "--port",
+        "--host",
+        "--api-key",
+        "--key",
+        "--no-auth",
+        "--opencode-url",
+        "--opencode-bin",
+        "--opencode-config",
+        "--isolated",
+        "OPENAI_PROXY_TIMEOUT",
+    ):
         assert option in result.stdout
 
 
@@ -80,14 +90,27 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def started(fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
+def started(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
     config = tmp_path / "extra.json"
     config.write_text(json.dumps(opencode_config(fake_upstream.base_url)))
     port = free_port()
     proc = subprocess.Popen(
-        [*COMMAND, "--port", str(port), "--isolated", "--opencode-config", str(config),
-         "--state-dir", str(STATE_DIR)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env(),
+        [
+            *COMMAND,
+            "--port",
+            str(port),
+            "--isolated",
+            "--opencode-config",
+            str(config),
+            "--state-dir",
+            str(STATE_DIR),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
     )
     lines: list[str] = []
     assert proc.stdout is not None
@@ -114,14 +137,25 @@ def test_generated_key_ready_line_and_no_orphan_on_exit(
     proc, lines, port = started
     key_line = next(line for line in lines if line.startswith("Generated API key"))
     key = key_line.split(": ", 1)[1]
-    assert any(f"curl http://127.0.0.1:{port}/v1/models -H 'Authorization: Bearer {key}'" in line for line in lines)
+    assert any(
+        f"curl http://127.0.0.1:{port}/v1/models -H 'Authorization: Bearer {key}'" in line
+        for line in lines
+    )
     ready = lines[-1]
-    assert re.search(rf"ready: http://127\.0\.0\.1:{port}/v1 \(key {re.escape(key)}\), 4 models", ready), ready
-    assert sum(key in line for line in lines) == 3  # printed at start-up only: key line, curl, ready
+    assert re.search(
+        rf"ready: http://127\.0\.0\.1:{port}/v1 \(key {re.escape(key)}\), 4 models", ready
+    ), ready
+    assert (
+        sum(key in line for line in lines) == 3
+    )  # printed at start-up only: key line, curl, ready
 
-    models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    models = httpx.get(
+        f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {key}"}
+    )
     assert models.status_code == 200
-    opencode_pids = [pid for pid in children(proc.pid) if "opencode" in Path(f"/proc/{pid}/cmdline").read_text()]
+    opencode_pids = [
+        pid for pid in children(proc.pid) if "opencode" in Path(f"/proc/{pid}/cmdline").read_text()
+    ]
     assert len(opencode_pids) == 1
 
     proc.send_signal(sig)
@@ -148,19 +182,45 @@ def test_sigterm_lets_running_streams_finish_within_the_grace(
     config.write_text(json.dumps(opencode_config(fake_upstream.base_url)))
     port = free_port()
     proc = subprocess.Popen(
-        [*COMMAND, "--port", str(port), "--isolated", "--opencode-config", str(config),
-         "--state-dir", str(STATE_DIR), "--key", "sk-graceful", "--shutdown-grace", grace],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env(),
+        [
+            *COMMAND,
+            "--port",
+            str(port),
+            "--isolated",
+            "--opencode-config",
+            str(config),
+            "--state-dir",
+            str(STATE_DIR),
+            "--key",
+            "sk-graceful",
+            "--shutdown-grace",
+            grace,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
     )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             if "ready:" in line:
                 break
-        opencode_pid = next(p for p in children(proc.pid) if "opencode" in Path(f"/proc/{p}/cmdline").read_text())
-        body = {"model": "fake/fake-model", "stream": True, "messages": [{"role": "user", "content": marker}]}
-        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
-                          headers={"Authorization": "Bearer sk-graceful"}, timeout=30) as response:
+        opencode_pid = next(
+            p for p in children(proc.pid) if "opencode" in Path(f"/proc/{p}/cmdline").read_text()
+        )
+        body = {
+            "model": "fake/fake-model",
+            "stream": True,
+            "messages": [{"role": "user", "content": marker}],
+        }
+        with httpx.stream(
+            "POST",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer sk-graceful"},
+            timeout=30,
+        ) as response:
             lines = response.iter_lines()
             for line in lines:
                 if "start" in line:
@@ -172,13 +232,19 @@ def test_sigterm_lets_running_streams_finish_within_the_grace(
             rest = []
             with contextlib.suppress(httpx.ReadError, httpx.RemoteProtocolError):
                 rest += [line[6:] for line in lines if line.startswith("data: ")]
-        text = "start " + "".join(json.loads(d)["choices"][0]["delta"].get("content") or "" for d in rest if d.startswith("{") and json.loads(d).get("choices"))
+        text = "start " + "".join(
+            json.loads(d)["choices"][0]["delta"].get("content") or ""
+            for d in rest
+            if d.startswith("{") and json.loads(d).get("choices")
+        )
         if finishes:
             assert rest[-1] == "[DONE]" and text == "start " + "more " * 12
         else:
             assert text != "start " + "more " * 12, "the stream outlived the grace period"
             [received] = fake_upstream.chat_requests(marker)
-            assert received.disconnected_at is not None, "the aborted turn's upstream call was closed"
+            assert received.disconnected_at is not None, (
+                "the aborted turn's upstream call was closed"
+            )
         assert proc.wait(timeout=30) == 0
         deadline = time.monotonic() + 10
         while alive(opencode_pid) and time.monotonic() < deadline:

@@ -26,8 +26,12 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
     return error
 
 
-def post(gateway: GatewayServer, content: bytes | Iterator[bytes], headers: dict[str, str]) -> httpx.Response:
-    return httpx.post(f"{gateway.base_url}/chat/completions", content=content, headers=headers, timeout=30)
+def post(
+    gateway: GatewayServer, content: bytes | Iterator[bytes], headers: dict[str, str]
+) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.base_url}/chat/completions", content=content, headers=headers, timeout=30
+    )
 
 
 def test_missing_key_is_401(gateway: GatewayServer) -> None:
@@ -36,7 +40,11 @@ def test_missing_key_is_401(gateway: GatewayServer) -> None:
 
 
 def test_wrong_key_is_401_and_not_echoed(gateway: GatewayServer) -> None:
-    response = post(gateway, GOOD, {"Content-Type": "application/json", "Authorization": "Bearer sk-wrong-key-123"})
+    response = post(
+        gateway,
+        GOOD,
+        {"Content-Type": "application/json", "Authorization": "Bearer sk-wrong-key-123"},
+    )
     error = assert_openai_error(response, 401, "invalid_api_key")
     assert "sk-wrong-key-123" not in response.text and API_KEY not in error["message"]
 
@@ -58,13 +66,27 @@ def test_models_need_a_key_but_health_does_not(gateway: GatewayServer) -> None:
         (b'{"messages": [{"role": "user", "content": "hi"}]}', "model"),
         (b'{"model": "fake/fake-model", "messages": []}', ""),
         (b'{"model": "fake/fake-model", "messages": "hi"}', ""),
-        (b'{"model": "fake/fake-model", "temperature": 7, "messages": [{"role": "user", "content": "x"}]}', ""),
+        (
+            b'{"model": "fake/fake-model", "temperature": 7, "messages": [{"role": "user", "content": "x"}]}',
+            "",
+        ),
         (b'{"model": "fake/fake-model", "messages": [{"role": "robot", "content": "x"}]}', ""),
         (b'{"model": "fake/fake-model", "messages": [{"role": "user", "content": 5}]}', ""),
         (b"[" * 100000 + b"]" * 100000, ""),
     ],
-    ids=["malformed", "non-utf8", "empty", "array", "no-model", "no-messages", "messages-string",
-         "temperature-range", "bad-role", "content-number", "deep-json"],
+    ids=[
+        "malformed",
+        "non-utf8",
+        "empty",
+        "array",
+        "no-model",
+        "no-messages",
+        "messages-string",
+        "temperature-range",
+        "bad-role",
+        "content-number",
+        "deep-json",
+    ],
 )
 def test_bad_bodies_are_400(gateway: GatewayServer, body: bytes, fragment: str) -> None:
     response = post(gateway, body, {**AUTH, "Content-Type": "application/json"})
@@ -83,7 +105,10 @@ def test_missing_content_type_is_read_as_json(gateway: GatewayServer) -> None:
     assert_openai_error(response, 404, "model_not_found")
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
 def test_wrong_content_type_is_415(gateway: GatewayServer, content_type: str) -> None:
     response = post(gateway, GOOD, {**AUTH, "Content-Type": content_type})
     assert_openai_error(response, 415, "unsupported_media_type")
@@ -100,7 +125,11 @@ def test_chunked_body_is_accepted(gateway: GatewayServer) -> None:
 
 
 def test_oversize_body_is_413(tight_gateway: GatewayServer) -> None:
-    big = b'{"model": "fake/fake-model", "messages": [{"role": "user", "content": "' + b"x" * 100_000 + b'"}]}'
+    big = (
+        b'{"model": "fake/fake-model", "messages": [{"role": "user", "content": "'
+        + b"x" * 100_000
+        + b'"}]}'
+    )
     assert_openai_error(post(tight_gateway, big, {**AUTH, "Content-Type": "application/json"}), 413)
 
 
@@ -111,7 +140,9 @@ def test_oversize_chunked_body_is_413(tight_gateway: GatewayServer) -> None:
             yield b"x" * 1024
         yield b'"}]}'
 
-    assert_openai_error(post(tight_gateway, chunks(), {**AUTH, "Content-Type": "application/json"}), 413)
+    assert_openai_error(
+        post(tight_gateway, chunks(), {**AUTH, "Content-Type": "application/json"}), 413
+    )
 
 
 def test_unknown_route_is_404(gateway: GatewayServer) -> None:
@@ -131,21 +162,34 @@ def test_wrong_method_is_an_openai_error(gateway: GatewayServer) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("n", 3), ("logprobs", True), ("top_logprobs", 2), ("logit_bias", {"50256": -100}),
-     ("modalities", ["text", "audio"]), ("audio", {"voice": "alloy", "format": "mp3"})],
+    [
+        ("n", 3),
+        ("logprobs", True),
+        ("top_logprobs", 2),
+        ("logit_bias", {"50256": -100}),
+        ("modalities", ["text", "audio"]),
+        ("audio", {"voice": "alloy", "format": "mp3"}),
+    ],
 )
 def test_fields_that_cannot_be_honoured_are_400_naming_the_field(
     gateway: GatewayServer, field: str, value: object
 ) -> None:
-    body = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi"}], field: value}
+    body = {
+        "model": "fake/fake-model",
+        "messages": [{"role": "user", "content": "hi"}],
+        field: value,
+    }
     response = httpx.post(f"{gateway.base_url}/chat/completions", json=body, headers=AUTH)
     error = assert_openai_error(response, 400)
     assert error["param"] == field
 
 
 def test_unknown_fields_are_accepted(gateway: GatewayServer) -> None:
-    body = {"model": "nope/none", "messages": [{"role": "user", "content": "hi", "x_extra": 1}],
-            "some_vendor_field": {"a": 1}}
+    body = {
+        "model": "nope/none",
+        "messages": [{"role": "user", "content": "hi", "x_extra": 1}],
+        "some_vendor_field": {"a": 1},
+    }
     response = httpx.post(f"{gateway.base_url}/chat/completions", json=body, headers=AUTH)
     assert_openai_error(response, 404, "model_not_found")
 
@@ -157,7 +201,10 @@ def test_openapi_json_is_served(gateway: GatewayServer) -> None:
 
 
 def test_schema_errors_name_the_field_and_stay_short(gateway: GatewayServer) -> None:
-    body = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x" * 50_000}]}
+    body = {
+        "model": "fake/fake-model",
+        "messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x" * 50_000}],
+    }
     response = httpx.post(f"{gateway.base_url}/chat/completions", json=body, headers=AUTH)
     error = assert_openai_error(response, 400)
     assert error["param"] == "messages[1].role"
@@ -166,7 +213,11 @@ def test_schema_errors_name_the_field_and_stay_short(gateway: GatewayServer) -> 
 
 @pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
 def test_non_finite_numbers_are_400(gateway: GatewayServer, constant: bytes) -> None:
-    body = b'{"model": "fake/fake-model", "temperature": ' + constant + b', "messages": [{"role": "user", "content": "x"}]}'
+    body = (
+        b'{"model": "fake/fake-model", "temperature": '
+        + constant
+        + b', "messages": [{"role": "user", "content": "x"}]}'
+    )
     assert_openai_error(post(gateway, body, {**AUTH, "Content-Type": "application/json"}), 400)
 
 

@@ -23,9 +23,20 @@ def stream_text(chunks: list[openai.types.chat.ChatCompletionChunk], field: str)
     return "".join(getattr(c.choices[0].delta, field, None) or "" for c in chunks if c.choices)
 
 
-def test_reasoning_is_kept_apart_from_content(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(marker, fu.text("the answer", reasoning="step by step", usage=fu.Usage(100, 20, cached_tokens=30, reasoning_tokens=7)))
-    reply = client.chat.completions.create(model="fake/fake-reasoning-model", messages=[{"role": "user", "content": marker}])
+def test_reasoning_is_kept_apart_from_content(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker,
+        fu.text(
+            "the answer",
+            reasoning="step by step",
+            usage=fu.Usage(100, 20, cached_tokens=30, reasoning_tokens=7),
+        ),
+    )
+    reply = client.chat.completions.create(
+        model="fake/fake-reasoning-model", messages=[{"role": "user", "content": marker}]
+    )
     message = reply.choices[0].message
     assert message.content == "the answer"
     extra = message.model_extra or {}
@@ -33,30 +44,68 @@ def test_reasoning_is_kept_apart_from_content(client: openai.OpenAI, fake_upstre
     usage = reply.usage
     assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (100, 20, 120)
-    assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 30
-    assert usage.completion_tokens_details is not None and usage.completion_tokens_details.reasoning_tokens == 7
+    assert (
+        usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 30
+    )
+    assert (
+        usage.completion_tokens_details is not None
+        and usage.completion_tokens_details.reasoning_tokens == 7
+    )
 
 
-def test_reasoning_streams_as_its_own_deltas(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(marker, fu.text("the answer", reasoning="step by step", usage=fu.Usage(100, 20, cached_tokens=30, reasoning_tokens=7)))
-    chunks = list(client.chat.completions.create(
-        model="fake/fake-reasoning-model", messages=[{"role": "user", "content": marker}],
-        stream=True, stream_options={"include_usage": True},
-    ))
+def test_reasoning_streams_as_its_own_deltas(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker,
+        fu.text(
+            "the answer",
+            reasoning="step by step",
+            usage=fu.Usage(100, 20, cached_tokens=30, reasoning_tokens=7),
+        ),
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="fake/fake-reasoning-model",
+            messages=[{"role": "user", "content": marker}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert stream_text(chunks, "content") == "the answer"
-    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks if c.choices)
+    reasoning = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for c in chunks
+        if c.choices
+    )
     assert reasoning == "step by step"
-    assert all(not (c.choices and c.choices[0].delta.content and (c.choices[0].delta.model_extra or {}).get("reasoning_content")) for c in chunks)
+    assert all(
+        not (
+            c.choices
+            and c.choices[0].delta.content
+            and (c.choices[0].delta.model_extra or {}).get("reasoning_content")
+        )
+        for c in chunks
+    )
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens == 7
-    assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 30
+    assert (
+        usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 30
+    )
 
 
-@pytest.mark.parametrize(("upstream", "expected"), [("length", "length"), ("content_filter", "content_filter")])
+@pytest.mark.parametrize(
+    ("upstream", "expected"), [("length", "length"), ("content_filter", "content_filter")]
+)
 @pytest.mark.parametrize("stream", [False, True])
 def test_finish_reason_is_mapped(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str, upstream: str, expected: str, stream: bool
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    marker: str,
+    upstream: str,
+    expected: str,
+    stream: bool,
 ) -> None:
     fake_upstream.script(marker, fu.text("partial", finish_reason=upstream))
     messages = [{"role": "user", "content": marker}]
@@ -70,11 +119,16 @@ def test_finish_reason_is_mapped(
         assert reply.choices[0].message.content == "partial"
 
 
-def test_user_and_reasoning_effort_reach_upstream(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_user_and_reasoning_effort_reach_upstream(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("ok"))
     client.chat.completions.create(
-        model="fake/fake-reasoning-model", messages=[{"role": "user", "content": marker}],
-        user="user-1234", reasoning_effort="low", max_completion_tokens=99,
+        model="fake/fake-reasoning-model",
+        messages=[{"role": "user", "content": marker}],
+        user="user-1234",
+        reasoning_effort="low",
+        max_completion_tokens=99,
     )
     [received] = fake_upstream.chat_requests(marker)
     assert received.body["user"] == "user-1234"
@@ -91,13 +145,18 @@ SCHEMA = {
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_json_schema_response_format(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str, stream: bool) -> None:
+def test_json_schema_response_format(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str, stream: bool
+) -> None:
     answer = {"city": "Lyon", "population": 522000}
     fake_upstream.script(marker, fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps(answer))))
     kwargs = {
         "model": MODEL,
         "messages": [{"role": "user", "content": marker}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": SCHEMA, "strict": True}},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": SCHEMA, "strict": True},
+        },
     }
     if stream:
         chunks = list(client.chat.completions.create(stream=True, **kwargs))  # type: ignore[call-overload]
@@ -113,20 +172,36 @@ def test_json_schema_response_format(client: openai.OpenAI, fake_upstream: fu.Fa
     assert tool["function"]["parameters"]["properties"] == SCHEMA["properties"]
 
 
-def test_json_object_response_format(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(marker, fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps({"ok": True}))))
+def test_json_object_response_format(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker, fu.tool_calls(fu.ToolCall("StructuredOutput", json.dumps({"ok": True})))
+    )
     reply = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": marker}], response_format={"type": "json_object"}
+        model=MODEL,
+        messages=[{"role": "user", "content": marker}],
+        response_format={"type": "json_object"},
     )
     assert json.loads(reply.choices[0].message.content or "") == {"ok": True}
     assert len(fake_upstream.chat_requests(marker)) == 1
 
 
-def test_image_reaches_a_vision_model(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_image_reaches_a_vision_model(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("a picture"))
     reply = client.chat.completions.create(
         model="fake/fake-vision-model",
-        messages=[{"role": "user", "content": [{"type": "text", "text": marker}, {"type": "image_url", "image_url": {"url": PNG}}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": marker},
+                    {"type": "image_url", "image_url": {"url": PNG}},
+                ],
+            }
+        ],
     )
     assert reply.choices[0].message.content == "a picture"
     [received] = fake_upstream.chat_requests(marker)
@@ -134,14 +209,26 @@ def test_image_reaches_a_vision_model(client: openai.OpenAI, fake_upstream: fu.F
     assert {"type": "text", "text": marker} in content
     images = [p for p in content if p["type"] == "image_url"]
     assert len(images) == 1 and images[0]["image_url"]["url"].startswith("data:image/png;base64,")
-    assert base64.b64decode(images[0]["image_url"]["url"].split(",", 1)[1]) == base64.b64decode(PNG.split(",", 1)[1])
+    assert base64.b64decode(images[0]["image_url"]["url"].split(",", 1)[1]) == base64.b64decode(
+        PNG.split(",", 1)[1]
+    )
 
 
-def test_image_to_a_text_model_is_400(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_image_to_a_text_model_is_400(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=MODEL,
-            messages=[{"role": "user", "content": [{"type": "text", "text": marker}, {"type": "image_url", "image_url": {"url": PNG}}]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": marker},
+                        {"type": "image_url", "image_url": {"url": PNG}},
+                    ],
+                }
+            ],
         )
     assert "image" in info.value.body["message"]  # type: ignore[index]
     assert info.value.body["param"] == "messages[0].content[1]"  # type: ignore[index]
@@ -154,12 +241,21 @@ def test_image_to_a_text_model_is_400(client: openai.OpenAI, fake_upstream: fu.F
         (fu.rate_limited(retry_after=1), 502, "Rate limit reached"),
         (fu.server_error(), 502, "server had an error"),
         (fu.invalid_api_key(), 502, "Incorrect API key"),
-        (fu.error(404, "The model `fake-model` does not exist", code="model_not_found"), 502, "does not exist"),
+        (
+            fu.error(404, "The model `fake-model` does not exist", code="model_not_found"),
+            502,
+            "does not exist",
+        ),
     ],
     ids=["429", "500", "401", "404"],
 )
 def test_upstream_errors_fail_fast_with_the_providers_message(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str, reply: fu.Reply, status: int, fragment: str
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    marker: str,
+    reply: fu.Reply,
+    status: int,
+    fragment: str,
 ) -> None:
     fake_upstream.script(marker, reply)
     started = time.monotonic()
@@ -176,26 +272,41 @@ def test_upstream_errors_fail_fast_with_the_providers_message(
 def test_unreachable_upstream_fails_fast(client: openai.OpenAI) -> None:
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(model="dead/dead-model", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(
+            model="dead/dead-model", messages=[{"role": "user", "content": "hi"}]
+        )
     assert info.value.status_code == 502
     assert time.monotonic() - started < 2.0
 
 
-def test_sessions_return_to_the_pool_bound(gateway: GatewayServer, client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_sessions_return_to_the_pool_bound(
+    gateway: GatewayServer, client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     fake_upstream.script(marker, fu.text("ok"))
 
     def one(i: int) -> str | None:
-        return client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"{marker} {i}"}]).choices[0].message.content
+        return (
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": f"{marker} {i}"}]
+            )
+            .choices[0]
+            .message.content
+        )
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(one, range(40))) == ["ok"] * 40
     backend = gateway.backend
-    assert backend is not None and backend.workers[0].process is not None and backend.workers[0].main is not None
+    assert (
+        backend is not None
+        and backend.workers[0].process is not None
+        and backend.workers[0].main is not None
+    )
     time.sleep(0.5)
     sessions = httpx.get(
-        f"{backend.workers[0].process.url}/session", params={"directory": str(backend.workers[0].main.directory)},
+        f"{backend.workers[0].process.url}/session",
+        params={"directory": str(backend.workers[0].main.directory)},
         auth=("opencode", backend.workers[0].process.password),
     ).json()
     assert len(sessions) <= backend.workers[0].main.sessions.max_idle
@@ -209,7 +320,11 @@ def test_same_conversation_reaches_upstream_identically_on_reused_sessions(
     fake_upstream.script(marker, fu.text("answer one"))
     first = [{"role": "system", "content": "sys"}, {"role": "user", "content": f"q1 {marker}"}]
     client.chat.completions.create(model=MODEL, messages=first)  # type: ignore[arg-type]
-    second = [*first, {"role": "assistant", "content": "answer one"}, {"role": "user", "content": "q2"}]
+    second = [
+        *first,
+        {"role": "assistant", "content": "answer one"},
+        {"role": "user", "content": "q2"},
+    ]
     client.chat.completions.create(model=MODEL, messages=second)  # type: ignore[arg-type]
     client.chat.completions.create(model=MODEL, messages=second)  # type: ignore[arg-type]
     one, two, three = fake_upstream.chat_requests(marker)
@@ -217,15 +332,25 @@ def test_same_conversation_reaches_upstream_identically_on_reused_sessions(
     assert two.body["messages"] == second == three.body["messages"]
 
 
-def test_disconnect_closes_upstream_quickly(gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_disconnect_closes_upstream_quickly(
+    gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text(["first"] + ["more"] * 50, chunk_delay_s=0.2))
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": marker}]}
-    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", headers={"Authorization": f"Bearer {API_KEY}"}, json=body, timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        f"{gateway.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json=body,
+        timeout=30,
+    ) as response:
         for line in response.iter_lines():
             if "first" in line:
                 break
         closed_at = time.monotonic()
-    [received] = fake_upstream.wait_for(lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at])
+    [received] = fake_upstream.wait_for(
+        lambda: [r for r in fake_upstream.chat_requests(marker) if r.disconnected_at]
+    )
     assert received.disconnected_at is not None
     lag = received.disconnected_at - closed_at
     print(f"upstream closed {lag * 1000:.0f} ms after the client")

@@ -32,14 +32,26 @@ def test_metrics_need_the_key(gateway: GatewayServer) -> None:
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_metrics_follow_traffic(gateway: GatewayServer, client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_metrics_follow_traffic(
+    gateway: GatewayServer, client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     before = scrape(gateway)
-    fake_upstream.script(marker, fu.text("counted", usage=fu.Usage(prompt_tokens=11, completion_tokens=7)))
-    client.chat.completions.create(model="fake/fake-model", messages=[{"role": "user", "content": marker}])
-    list(client.chat.completions.create(model="fake/fake-model", messages=[{"role": "user", "content": marker}], stream=True))
+    fake_upstream.script(
+        marker, fu.text("counted", usage=fu.Usage(prompt_tokens=11, completion_tokens=7))
+    )
+    client.chat.completions.create(
+        model="fake/fake-model", messages=[{"role": "user", "content": marker}]
+    )
+    list(
+        client.chat.completions.create(
+            model="fake/fake-model", messages=[{"role": "user", "content": marker}], stream=True
+        )
+    )
     fake_upstream.script(f"{marker}-fail", fu.invalid_api_key())
     with pytest.raises(openai.APIStatusError):
-        client.chat.completions.create(model="fake/fake-model", messages=[{"role": "user", "content": f"{marker}-fail"}])
+        client.chat.completions.create(
+            model="fake/fake-model", messages=[{"role": "user", "content": f"{marker}-fail"}]
+        )
     after = scrape(gateway)
 
     def delta(name: str, **labels: str) -> float:
@@ -52,7 +64,9 @@ def test_metrics_follow_traffic(gateway: GatewayServer, client: openai.OpenAI, f
     assert delta("opencode_openai_tokens_total", kind="completion") == 14
     assert delta("opencode_openai_time_to_first_token_seconds_count") == 2
     assert delta("opencode_openai_turn_errors_total", type="upstream_error") == 1
-    assert delta("opencode_openai_request_duration_seconds_count", route="/v1/chat/completions") == 3
+    assert (
+        delta("opencode_openai_request_duration_seconds_count", route="/v1/chat/completions") == 3
+    )
     assert after[("opencode_openai_turns_running", ())] == 0
     assert after[("opencode_openai_opencode_processes", ())] == 1
     assert ("opencode_openai_requests_in_flight", ()) in after

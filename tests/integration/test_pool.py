@@ -19,9 +19,15 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture(scope="module")
-def pool_gateway(fake_upstream: fu.FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
-    config = gateway_config(tmp_path_factory.mktemp("pool"), fake_upstream.base_url,
-                            opencode_workers=2, recycle_after_turns=8)
+def pool_gateway(
+    fake_upstream: fu.FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    config = gateway_config(
+        tmp_path_factory.mktemp("pool"),
+        fake_upstream.base_url,
+        opencode_workers=2,
+        recycle_after_turns=8,
+    )
     server = GatewayServer(config).start()
     yield server
     server.stop()
@@ -36,34 +42,50 @@ def chat(gateway: GatewayServer, opening: str, follow_up: str | None = None) -> 
     messages = [{"role": "user", "content": opening}]
     if follow_up:
         messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": follow_up}]
-    return httpx.post(f"{gateway.base_url}/chat/completions", headers=AUTH, timeout=60,
-                      json={"model": "fake/fake-model", "messages": messages})
+    return httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        headers=AUTH,
+        timeout=60,
+        json={"model": "fake/fake-model", "messages": messages},
+    )
 
 
 def served(gateway: GatewayServer) -> list[int]:
     return [w["turns_served"] + w["recycles"] * 1000 for w in workers(gateway)]
 
 
-def test_two_processes_both_serve(pool_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_two_processes_both_serve(
+    pool_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     state = workers(pool_gateway)
     assert [w["state"] for w in state] == ["ready", "ready"]
     assert len({w["pid"] for w in state}) == 2
     fake_upstream.script(marker, fu.text("ok", delay_s=0.3))
     before = served(pool_gateway)
     with ThreadPoolExecutor(6) as pool:
-        statuses = [r.status_code for r in pool.map(lambda i: chat(pool_gateway, f"{marker} conversation {i}"), range(6))]
+        statuses = [
+            r.status_code
+            for r in pool.map(lambda i: chat(pool_gateway, f"{marker} conversation {i}"), range(6))
+        ]
     assert statuses == [200] * 6
     after = served(pool_gateway)
     assert all(a > b for a, b in zip(after, before)), (before, after)
 
 
-def test_a_conversation_stays_on_its_process(pool_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_a_conversation_stays_on_its_process(
+    pool_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("ok"))
     for attempt in range(3):
         before = served(pool_gateway)
         changed = []
         for turn in range(3):
-            assert chat(pool_gateway, f"{marker} same opening {attempt}", follow_up=f"turn {turn}").status_code == 200
+            assert (
+                chat(
+                    pool_gateway, f"{marker} same opening {attempt}", follow_up=f"turn {turn}"
+                ).status_code
+                == 200
+            )
             after = served(pool_gateway)
             changed.append(tuple(a != b for a, b in zip(after, before)))
             before = after
@@ -73,15 +95,23 @@ def test_a_conversation_stays_on_its_process(pool_gateway: GatewayServer, fake_u
     pytest.fail("a worker was recycling during every attempt")
 
 
-def test_processes_are_recycled_without_losing_requests(pool_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_processes_are_recycled_without_losing_requests(
+    pool_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("ok", delay_s=0.05))
     pids_before = {w["pid"] for w in workers(pool_gateway)}
     recycles_before = sum(w["recycles"] for w in workers(pool_gateway))
     with ThreadPoolExecutor(4) as pool:
-        statuses = [r.status_code for r in pool.map(lambda i: chat(pool_gateway, f"{marker} {i}"), range(40))]
+        statuses = [
+            r.status_code
+            for r in pool.map(lambda i: chat(pool_gateway, f"{marker} {i}"), range(40))
+        ]
     assert statuses == [200] * 40, statuses
     deadline = time.monotonic() + 60
-    while any(w["draining"] or w["state"] != "ready" for w in workers(pool_gateway)) and time.monotonic() < deadline:
+    while (
+        any(w["draining"] or w["state"] != "ready" for w in workers(pool_gateway))
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     state = workers(pool_gateway)
     assert sum(w["recycles"] for w in state) > recycles_before

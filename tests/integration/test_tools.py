@@ -23,7 +23,10 @@ WEATHER = {
         "description": "Current weather for a city.",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["c", "f"]},
+            },
             "required": ["city"],
         },
     },
@@ -33,7 +36,11 @@ TIME = {
     "function": {
         "name": "get_time",
         "description": "Current time in a timezone.",
-        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"tz": {"type": "string"}},
+            "required": ["tz"],
+        },
     },
 }
 
@@ -42,9 +49,13 @@ def sent_tools(request: fu.RecordedRequest) -> dict[str, Any]:
     return {t["function"]["name"]: t["function"] for t in request.body.get("tools") or []}
 
 
-def test_tools_reach_upstream_as_defined(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_tools_reach_upstream_as_defined(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("no tool needed"))
-    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER, TIME])  # type: ignore[list-item]
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER, TIME]
+    )  # type: ignore[list-item]
     assert reply.choices[0].message.content == "no tool needed"
     assert reply.choices[0].finish_reason == "stop"
     [received] = fake_upstream.chat_requests(marker)
@@ -53,13 +64,24 @@ def test_tools_reach_upstream_as_defined(client: openai.OpenAI, fake_upstream: f
     for tool in (WEATHER, TIME):
         function = tool["function"]
         assert tools[function["name"]]["description"] == function["description"]  # type: ignore[index]
-        assert tools[function["name"]]["parameters"]["properties"] == function["parameters"]["properties"]  # type: ignore[index]
-        assert tools[function["name"]]["parameters"]["required"] == function["parameters"]["required"]  # type: ignore[index]
+        assert (
+            tools[function["name"]]["parameters"]["properties"]
+            == function["parameters"]["properties"]
+        )  # type: ignore[index]
+        assert (
+            tools[function["name"]]["parameters"]["required"] == function["parameters"]["required"]
+        )  # type: ignore[index]
 
 
-def test_single_tool_call_non_stream(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(marker, fu.tool_calls(fu.ToolCall("get_weather", '{"city": "Paris"}', id="call_abc")))
-    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER])  # type: ignore[list-item]
+def test_single_tool_call_non_stream(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker, fu.tool_calls(fu.ToolCall("get_weather", '{"city": "Paris"}', id="call_abc"))
+    )
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER]
+    )  # type: ignore[list-item]
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     [call] = choice.message.tool_calls or []
@@ -70,35 +92,67 @@ def test_single_tool_call_non_stream(client: openai.OpenAI, fake_upstream: fu.Fa
     assert len(fake_upstream.chat_requests(marker)) == 1, "the turn stops at the tool call"
 
 
-def test_parallel_tool_calls_are_kept_in_order(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(marker, fu.tool_calls(
-        fu.ToolCall("get_weather", '{"city": "Oslo"}', id="call_1"),
-        fu.ToolCall("get_time", '{"tz": "Europe/Oslo"}', id="call_2"),
-    ))
-    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER, TIME], parallel_tool_calls=True)  # type: ignore[list-item]
+def test_parallel_tool_calls_are_kept_in_order(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker,
+        fu.tool_calls(
+            fu.ToolCall("get_weather", '{"city": "Oslo"}', id="call_1"),
+            fu.ToolCall("get_time", '{"tz": "Europe/Oslo"}', id="call_2"),
+        ),
+    )
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": marker}],
+        tools=[WEATHER, TIME],
+        parallel_tool_calls=True,
+    )  # type: ignore[list-item]
     calls = reply.choices[0].message.tool_calls or []
-    assert [(c.id, c.function.name) for c in calls] == [("call_1", "get_weather"), ("call_2", "get_time")]
-    assert [json.loads(c.function.arguments) for c in calls] == [{"city": "Oslo"}, {"tz": "Europe/Oslo"}]
+    assert [(c.id, c.function.name) for c in calls] == [
+        ("call_1", "get_weather"),
+        ("call_2", "get_time"),
+    ]
+    assert [json.loads(c.function.arguments) for c in calls] == [
+        {"city": "Oslo"},
+        {"tz": "Europe/Oslo"},
+    ]
     [received] = fake_upstream.chat_requests(marker)
     assert received.body["parallel_tool_calls"] is True
 
 
-def test_streamed_tool_calls_arrive_as_openai_streams_them(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
-    fake_upstream.script(marker, fu.tool_calls(
-        fu.ToolCall("get_weather", '{"city": "Rome", "unit": "c"}', id="call_r"),
-        fu.ToolCall("get_time", '{"tz": "Europe/Rome"}', id="call_t"),
-        content="Let me check.",
-    ))
-    chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER, TIME], stream=True))  # type: ignore[list-item]
+def test_streamed_tool_calls_arrive_as_openai_streams_them(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker,
+        fu.tool_calls(
+            fu.ToolCall("get_weather", '{"city": "Rome", "unit": "c"}', id="call_r"),
+            fu.ToolCall("get_time", '{"tz": "Europe/Rome"}', id="call_t"),
+            content="Let me check.",
+        ),
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": marker}],
+            tools=[WEATHER, TIME],
+            stream=True,
+        )
+    )  # type: ignore[list-item]
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
     by_index: dict[int, dict[str, Any]] = {}
     for delta in deltas:
         if delta.index not in by_index:
-            assert delta.id and delta.type == "function" and delta.function and delta.function.name, "first delta names the call"
+            assert (
+                delta.id and delta.type == "function" and delta.function and delta.function.name
+            ), "first delta names the call"
             by_index[delta.index] = {"id": delta.id, "name": delta.function.name, "arguments": ""}
         else:
             assert delta.id is None
-        by_index[delta.index]["arguments"] += (delta.function.arguments or "") if delta.function else ""
+        by_index[delta.index]["arguments"] += (
+            (delta.function.arguments or "") if delta.function else ""
+        )
     assert [by_index[i]["id"] for i in sorted(by_index)] == ["call_r", "call_t"]
     assert json.loads(by_index[0]["arguments"]) == {"city": "Rome", "unit": "c"}
     assert json.loads(by_index[1]["arguments"]) == {"tz": "Europe/Rome"}
@@ -106,14 +160,28 @@ def test_streamed_tool_calls_arrive_as_openai_streams_them(client: openai.OpenAI
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
-def test_tool_results_reach_upstream_as_history(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_tool_results_reach_upstream_as_history(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("It is 21 C in Paris."))
     messages: list[Any] = [
         {"role": "user", "content": f"weather? {marker}"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_w1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "call_t1", "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"Europe/Paris"}'}},
-        ]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_w1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                },
+                {
+                    "id": "call_t1",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": '{"tz":"Europe/Paris"}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_w1", "content": "21 C, sunny"},
         {"role": "tool", "tool_call_id": "call_t1", "content": [{"type": "text", "text": "14:05"}]},
     ]
@@ -123,13 +191,21 @@ def test_tool_results_reach_upstream_as_history(client: openai.OpenAI, fake_upst
     sent = received.body["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "tool"]
     calls = sent[1]["tool_calls"]
-    assert [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
-        ("call_w1", "get_weather", {"city": "Paris"}), ("call_t1", "get_time", {"tz": "Europe/Paris"}),
+    assert [
+        (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls
+    ] == [
+        ("call_w1", "get_weather", {"city": "Paris"}),
+        ("call_t1", "get_time", {"tz": "Europe/Paris"}),
     ]
-    assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == [("call_w1", "21 C, sunny"), ("call_t1", "14:05")]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == [
+        ("call_w1", "21 C, sunny"),
+        ("call_t1", "14:05"),
+    ]
 
 
-def test_agent_loop_with_the_sdk(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_agent_loop_with_the_sdk(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     """call, result, call, result, answer: the client runs the tools, the gateway carries calls."""
     fake_upstream.script(
         marker,
@@ -137,11 +213,16 @@ def test_agent_loop_with_the_sdk(client: openai.OpenAI, fake_upstream: fu.FakeUp
         fu.tool_calls(fu.ToolCall("get_time", '{"tz": "America/Lima"}')),
         fu.text("In Lima it is 18 C at 09:30."),
     )
-    local = {"get_weather": lambda city, unit="c": f"18 {unit.upper()} in {city}", "get_time": lambda tz: f"09:30 in {tz}"}
+    local = {
+        "get_weather": lambda city, unit="c": f"18 {unit.upper()} in {city}",
+        "get_time": lambda tz: f"09:30 in {tz}",
+    }
     messages: list[Any] = [{"role": "user", "content": f"Lima? {marker}"}]
     ran: list[str] = []
     for _ in range(5):
-        reply = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER, TIME])  # type: ignore[list-item]
+        reply = client.chat.completions.create(
+            model=MODEL, messages=messages, tools=[WEATHER, TIME]
+        )  # type: ignore[list-item]
         message = reply.choices[0].message
         if not message.tool_calls:
             break
@@ -154,12 +235,23 @@ def test_agent_loop_with_the_sdk(client: openai.OpenAI, fake_upstream: fu.FakeUp
     assert ran == ["get_weather", "get_time"]
     requests = fake_upstream.chat_requests(marker)
     assert len(requests) == 3
-    assert requests[2].body["messages"][-1] == {"role": "tool", "tool_call_id": messages[-1]["tool_call_id"], "content": "09:30 in America/Lima"}
+    assert requests[2].body["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": messages[-1]["tool_call_id"],
+        "content": "09:30 in America/Lima",
+    }
 
 
-def test_tool_choice_none_offers_no_tools(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_tool_choice_none_offers_no_tools(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     fake_upstream.script(marker, fu.text("plain answer"))
-    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER], tool_choice="none")  # type: ignore[list-item]
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": marker}],
+        tools=[WEATHER],
+        tool_choice="none",
+    )  # type: ignore[list-item]
     assert reply.choices[0].message.content == "plain answer"
     [received] = fake_upstream.chat_requests(marker)
     assert not received.body.get("tools")
@@ -167,19 +259,39 @@ def test_tool_choice_none_offers_no_tools(client: openai.OpenAI, fake_upstream: 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("tool_choice", "required"), ("tool_choice", {"type": "function", "function": {"name": "get_weather"}}),
-     ("functions", [WEATHER["function"]]), ("function_call", "auto")],
+    [
+        ("tool_choice", "required"),
+        ("tool_choice", {"type": "function", "function": {"name": "get_weather"}}),
+        ("functions", [WEATHER["function"]]),
+        ("function_call", "auto"),
+    ],
 )
-def test_unsupported_tool_fields_are_400(client: openai.OpenAI, marker: str, field: str, value: Any) -> None:
+def test_unsupported_tool_fields_are_400(
+    client: openai.OpenAI, marker: str, field: str, value: Any
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER], **{field: value})  # type: ignore[list-item, call-overload]
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": marker}],
+            tools=[WEATHER],
+            **{field: value},
+        )  # type: ignore[list-item, call-overload]
     assert info.value.body["param"] == field  # type: ignore[index]
 
 
 def test_missing_tool_result_is_400(client: openai.OpenAI, marker: str) -> None:
     messages: list[Any] = [
         {"role": "user", "content": marker},
-        {"role": "assistant", "tool_calls": [{"id": "call_x", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "call_x",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                }
+            ],
+        },
         {"role": "user", "content": "and?"},
     ]
     with pytest.raises(openai.BadRequestError) as info:
@@ -187,20 +299,42 @@ def test_missing_tool_result_is_400(client: openai.OpenAI, marker: str) -> None:
     assert "call_x" in info.value.body["message"]  # type: ignore[index]
 
 
-def test_opencode_tools_never_run(client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str) -> None:
+def test_opencode_tools_never_run(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
     """The upstream asks for OpenCode's own tools, and for a client tool named like one: nothing runs."""
     target = f"/tmp/opencode-openai-tool-{time.time_ns()}"
-    bash_named_tool = {"type": "function", "function": {"name": "bash", "description": "The client's own bash.",
-                                                         "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}}
-    fake_upstream.script(marker, fu.tool_calls(
-        fu.ToolCall("bash", json.dumps({"command": f"touch {target}-bash", "description": "x"})),
-        fu.ToolCall("write", json.dumps({"filePath": f"{target}-write", "content": "x"})),
-        fu.ToolCall("edit", json.dumps({"filePath": "/etc/hostname", "oldString": "a", "newString": "b"})),
-        fu.ToolCall("read", json.dumps({"filePath": "/etc/passwd"})),
-        fu.ToolCall("webfetch", json.dumps({"url": "http://127.0.0.1:9/", "format": "text"})),
-        fu.ToolCall("task", json.dumps({"description": "x", "prompt": "x", "subagent_type": "general"})),
-    ))
-    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], tools=[WEATHER, bash_named_tool])  # type: ignore[list-item]
+    bash_named_tool = {
+        "type": "function",
+        "function": {
+            "name": "bash",
+            "description": "The client's own bash.",
+            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
+        },
+    }
+    fake_upstream.script(
+        marker,
+        fu.tool_calls(
+            fu.ToolCall(
+                "bash", json.dumps({"command": f"touch {target}-bash", "description": "x"})
+            ),
+            fu.ToolCall("write", json.dumps({"filePath": f"{target}-write", "content": "x"})),
+            fu.ToolCall(
+                "edit",
+                json.dumps({"filePath": "/etc/hostname", "oldString": "a", "newString": "b"}),
+            ),
+            fu.ToolCall("read", json.dumps({"filePath": "/etc/passwd"})),
+            fu.ToolCall("webfetch", json.dumps({"url": "http://127.0.0.1:9/", "format": "text"})),
+            fu.ToolCall(
+                "task", json.dumps({"description": "x", "prompt": "x", "subagent_type": "general"})
+            ),
+        ),
+    )
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": marker}],
+        tools=[WEATHER, bash_named_tool],
+    )  # type: ignore[list-item]
     calls = reply.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls] == ["bash"], "only the client's tools come back"
     assert reply.choices[0].finish_reason == "tool_calls"

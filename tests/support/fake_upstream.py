@@ -312,7 +312,9 @@ def _stream_events(
     deltas += [{"content": piece} for piece in reply.content]
     for index, call in enumerate(reply.calls):
         opening = {"index": index, "id": _call_id(call, cid, index), "type": "function"}
-        deltas.append({"tool_calls": [{**opening, "function": {"name": call.name, "arguments": ""}}]})
+        deltas.append(
+            {"tool_calls": [{**opening, "function": {"name": call.name, "arguments": ""}}]}
+        )
         deltas += [
             {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
             for piece in _split(call.arguments)
@@ -430,17 +432,25 @@ class _Playback(Response):
             await self._play_whole(reply, scope, send)
         elif isinstance(reply, ErrorReply):
             retry = {} if reply.retry_after is None else {"retry-after": str(reply.retry_after)}
-            await self._finish(send, reply.status, {**_JSON, **retry}, json.dumps(_error_body(reply)).encode())
+            await self._finish(
+                send, reply.status, {**_JSON, **retry}, json.dumps(_error_body(reply)).encode()
+            )
         elif isinstance(reply, Garbage):
             default = "data: {this is not json\n\n" if self._stream else "this is not json"
-            await self._finish(send, 200, _SSE if self._stream else _JSON, (reply.body or default).encode())
+            await self._finish(
+                send, 200, _SSE if self._stream else _JSON, (reply.body or default).encode()
+            )
         else:
             await anyio.sleep_forever()
 
     async def _play_stream(self, reply: Completion, scope: Scope, send: Send) -> None:
         cid, created = self._fake._next_completion_id(), int(time.time())
         events = _stream_events(reply, cid, created, self._model, self._include_usage)
-        cut = reply.hang_after_chunks if reply.hang_after_chunks is not None else reply.close_after_chunks
+        cut = (
+            reply.hang_after_chunks
+            if reply.hang_after_chunks is not None
+            else reply.close_after_chunks
+        )
         await send({"type": "http.response.start", "status": 200, "headers": _raw(_SSE)})
         for i, event in enumerate(events[:cut]):
             if i:
@@ -463,7 +473,9 @@ class _Playback(Response):
         elif reply.close_after_chunks is not None:
             headers = {**_JSON, "content-length": str(len(body))}
             await send({"type": "http.response.start", "status": 200, "headers": _raw(headers)})
-            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+            )
             await self._drop(scope)
         else:
             await self._finish(send, 200, _JSON, body)
@@ -653,7 +665,9 @@ class FakeUpstream:
     async def _chat(self, request: Request) -> Response:
         record = await self._record(request)
         if not isinstance(record.body, dict):
-            return _Playback(self, record, error(400, "We could not parse the JSON body of your request."))
+            return _Playback(
+                self, record, error(400, "We could not parse the JSON body of your request.")
+            )
         return _Playback(self, record, self._pick(record.body))
 
     def _pick(self, body: dict[str, Any]) -> Reply:
@@ -666,12 +680,17 @@ class FakeUpstream:
 
     async def _models(self, request: Request) -> Response:
         await self._record(request)
-        models = [{"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"} for m in MODEL_IDS]
+        models = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"}
+            for m in MODEL_IDS
+        ]
         return JSONResponse({"object": "list", "data": models})
 
     async def _not_found(self, request: Request) -> Response:
         await self._record(request)
-        reply = error(404, f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url")
+        reply = error(
+            404, f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url"
+        )
         return JSONResponse(_error_body(reply), status_code=404)
 
     def _next_completion_id(self) -> str:

@@ -64,7 +64,9 @@ def opencode_config(base_url: str) -> dict[str, Any]:
                 "npm": "@ai-sdk/openai-compatible",
                 "name": "Unreachable upstream",
                 "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": "sk-none"},
-                "models": {"dead-model": {"name": "Dead model", "limit": {"context": 1000, "output": 100}}},
+                "models": {
+                    "dead-model": {"name": "Dead model", "limit": {"context": 1000, "output": 100}}
+                },
             },
         },
     }

@@ -9,8 +9,15 @@ from opencode_openai.cli.main import UsageError, build_parser, config_from_args
 
 @pytest.fixture(autouse=True)
 def no_gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OPENAI_PROXY_API_KEY", "OPENAI_PROXY_HOST", "OPENAI_PROXY_PORT", "OPENAI_PROXY_TIMEOUT",
-                 "OPENCODE_URL", "OPENCODE_SERVER_PASSWORD", "OPENCODE_OPENAI_ISOLATED"):
+    for name in (
+        "OPENAI_PROXY_API_KEY",
+        "OPENAI_PROXY_HOST",
+        "OPENAI_PROXY_PORT",
+        "OPENAI_PROXY_TIMEOUT",
+        "OPENCODE_URL",
+        "OPENCODE_SERVER_PASSWORD",
+        "OPENCODE_OPENAI_ISOLATED",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -46,7 +53,9 @@ def test_keys_never_show_in_repr() -> None:
     assert "sk-very-secret" not in repr(config)
 
 
-@pytest.mark.parametrize("argv", [["--host", "0.0.0.0"], ["--host", "::"], ["--host", "10.0.0.1", "--no-auth"]])
+@pytest.mark.parametrize(
+    "argv", [["--host", "0.0.0.0"], ["--host", "::"], ["--host", "10.0.0.1", "--no-auth"]]
+)
 def test_non_loopback_needs_a_key(argv: list[str]) -> None:
     with pytest.raises(UsageError):
         parse(*argv)

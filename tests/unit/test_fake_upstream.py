@@ -80,7 +80,10 @@ def test_default_reply_echoes_the_last_user_message(fake: FakeUpstream, sdk: ope
     messages: Any = [
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "x"},
-        {"role": "user", "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "part"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "part"}],
+        },
     ]
     completion = sdk.chat.completions.create(model="any-model", messages=messages)
     assert completion.object == "chat.completion"
@@ -102,7 +105,9 @@ def test_stream_through_the_sdk(sdk: openai.OpenAI) -> None:
     )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
-    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
     assert len(pieces) == 3 and "".join(pieces) == "echo: hello there"
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
@@ -124,13 +129,24 @@ def test_stream_is_proper_sse(http: httpx.Client) -> None:
             0,
             None,
         )
-    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}
+    assert chunks[-1]["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "finish_reason": "stop",
+        "logprobs": None,
+    }
     assert all("usage" not in c for c in chunks), "usage only when stream_options asks for it"
 
 
-def test_rules_take_replies_in_turn_and_the_newest_rule_wins(fake: FakeUpstream, http: httpx.Client) -> None:
+def test_rules_take_replies_in_turn_and_the_newest_rule_wins(
+    fake: FakeUpstream, http: httpx.Client
+) -> None:
     def answer(prompt: str) -> str:
-        return str(http.post("/chat/completions", json=chat(prompt)).json()["choices"][0]["message"]["content"])
+        return str(
+            http.post("/chat/completions", json=chat(prompt)).json()["choices"][0]["message"][
+                "content"
+            ]
+        )
 
     fake.script("[m1]", text("one"), text("two"))
     assert [answer("a [m1] b") for _ in range(3)] == ["one", "two", "two"]
@@ -169,7 +185,9 @@ def test_reasoning_streams_before_the_content(fake: FakeUpstream, sdk: openai.Op
     assert final.completion_tokens_details is not None
     assert final.completion_tokens_details.reasoning_tokens == 30
 
-    message = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "[think]"}])
+    message = sdk.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "[think]"}]
+    )
     assert message.choices[0].message.model_extra == {"reasoning_content": "Let me think hard."}
     assert message.choices[0].message.content == "The answer"
 
@@ -203,7 +221,9 @@ def test_streamed_tool_call_fragments_reassemble(fake: FakeUpstream, sdk: openai
 
 def test_tool_calls_without_streaming(fake: FakeUpstream, sdk: openai.OpenAI) -> None:
     fake.script("[tools]", tool_calls(ToolCall("read", '{"path": "a"}', id="c1")))
-    choice = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "[tools]"}]).choices[0]
+    choice = sdk.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "[tools]"}]
+    ).choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
     [call] = choice.message.tool_calls or []
@@ -214,7 +234,9 @@ def test_tool_calls_without_streaming(fake: FakeUpstream, sdk: openai.OpenAI) ->
 @pytest.mark.parametrize("reason", ["length", "content_filter"])
 def test_finish_reason(fake: FakeUpstream, sdk: openai.OpenAI, reason: str) -> None:
     fake.script("[cut]", text("partial", finish_reason=reason))
-    completion = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "[cut]"}])
+    completion = sdk.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "[cut]"}]
+    )
     assert completion.choices[0].finish_reason == reason
 
 
@@ -224,15 +246,27 @@ def test_finish_reason(fake: FakeUpstream, sdk: openai.OpenAI, reason: str) -> N
         (invalid_api_key(), openai.AuthenticationError, 401, "invalid_api_key"),
         (rate_limited(retry_after=7), openai.RateLimitError, 429, "rate_limit_exceeded"),
         (server_error(), openai.InternalServerError, 500, None),
-        (error(400, "bad", param="messages", code="invalid_value"), openai.BadRequestError, 400, "invalid_value"),
+        (
+            error(400, "bad", param="messages", code="invalid_value"),
+            openai.BadRequestError,
+            400,
+            "invalid_value",
+        ),
     ],
 )
 def test_errors(
-    fake: FakeUpstream, sdk: openai.OpenAI, reply: Any, exception: type[openai.APIStatusError], status: int, code: str
+    fake: FakeUpstream,
+    sdk: openai.OpenAI,
+    reply: Any,
+    exception: type[openai.APIStatusError],
+    status: int,
+    code: str,
 ) -> None:
     fake.script("[err]", reply)
     with pytest.raises(exception) as caught:
-        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "[err]"}], stream=True)
+        sdk.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "[err]"}], stream=True
+        )
     assert caught.value.status_code == status
     assert caught.value.code == code
     body = caught.value.response.json()["error"]
@@ -254,10 +288,11 @@ def test_hang_notices_the_client_leaving_at_once(fake: FakeUpstream, http: httpx
 def test_stream_that_hangs_after_some_chunks(fake: FakeUpstream, http: httpx.Client) -> None:
     fake.script("[stall]", text("a b c d e f", hang_after_chunks=2))
     received: list[str] = []
-    with pytest.raises(httpx.ReadTimeout):
-        with http.stream("POST", "/chat/completions", json=chat("[stall]", stream=True), timeout=0.3) as response:
-            assert response.status_code == 200
-            received.extend(sse_data(response.iter_lines()))
+    with pytest.raises(httpx.ReadTimeout), http.stream(
+        "POST", "/chat/completions", json=chat("[stall]", stream=True), timeout=0.3
+    ) as response:
+        assert response.status_code == 200
+        received.extend(sse_data(response.iter_lines()))
     gave_up = time.monotonic()
     assert len(received) == 2 and "[DONE]" not in received
     [record] = fake.chat_requests("[stall]")
@@ -265,7 +300,9 @@ def test_stream_that_hangs_after_some_chunks(fake: FakeUpstream, http: httpx.Cli
     assert record.disconnected_at is not None and record.disconnected_at < gave_up + 0.1
 
 
-def test_stream_closed_midway(fake: FakeUpstream, http: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+def test_stream_closed_midway(
+    fake: FakeUpstream, http: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
     fake.script("[drop]", text("a b c d e f", close_after_chunks=2))
     received: list[str] = []
     with pytest.raises(httpx.RemoteProtocolError):
@@ -310,7 +347,9 @@ def test_delays(fake: FakeUpstream, http: httpx.Client) -> None:
 
 
 def test_unparsable_body_and_unknown_path(fake: FakeUpstream, http: httpx.Client) -> None:
-    bad = http.post("/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
+    bad = http.post(
+        "/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     missing = http.get("/embeddings")
     assert missing.status_code == 404 and "message" in missing.json()["error"]

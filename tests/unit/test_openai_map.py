@@ -9,17 +9,36 @@ from typing import Any
 
 import pytest
 
-from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnEvent, TurnFinished, Usage
 from opencode_openai.backend.catalog import catalog_from_opencode
 from opencode_openai.core.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
-from opencode_openai.protocols.openai_chat import completion_from_events, new_meta, plan_from_request, sse_stream
+from opencode_openai.core.events import (
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    TurnEvent,
+    TurnFinished,
+    Usage,
+)
+from opencode_openai.protocols.openai_chat import (
+    completion_from_events,
+    new_meta,
+    plan_from_request,
+    sse_stream,
+)
 
 PROVIDERS = {
     "providers": [
-        {"id": "p", "models": {
-            "text": {"name": "Text", "capabilities": {"input": {"image": False}}},
-            "vision": {"name": "Vision", "capabilities": {"input": {"image": True}}, "release_date": "2025-01-02"},
-        }},
+        {
+            "id": "p",
+            "models": {
+                "text": {"name": "Text", "capabilities": {"input": {"image": False}}},
+                "vision": {
+                    "name": "Vision",
+                    "capabilities": {"input": {"image": True}},
+                    "release_date": "2025-01-02",
+                },
+            },
+        },
     ],
     "default": {"p": "text"},
 }
@@ -27,7 +46,9 @@ CATALOG = catalog_from_opencode(PROVIDERS, {})
 
 
 def plan(**body: Any):  # type: ignore[no-untyped-def]
-    return plan_from_request({"model": "p/text", "messages": [{"role": "user", "content": "hi"}], **body}, CATALOG)
+    return plan_from_request(
+        {"model": "p/text", "messages": [{"role": "user", "content": "hi"}], **body}, CATALOG
+    )
 
 
 def test_catalog_ids_alias_and_created() -> None:
@@ -43,48 +64,94 @@ def test_unknown_model() -> None:
 
 
 def test_system_messages_and_turns() -> None:
-    turn, options = plan(messages=[
-        {"role": "system", "content": "s1"},
-        {"role": "developer", "content": [{"type": "text", "text": "d1"}]},
-        {"role": "user", "content": "u1"},
-        {"role": "assistant", "content": None},
-        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
-    ])
+    turn, options = plan(
+        messages=[
+            {"role": "system", "content": "s1"},
+            {"role": "developer", "content": [{"type": "text", "text": "d1"}]},
+            {"role": "user", "content": "u1"},
+            {"role": "assistant", "content": None},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            },
+        ]
+    )
     assert turn.system == ["s1", "d1"]
     assert [m["role"] for m in turn.messages] == ["user", "assistant", "user"]
-    assert turn.messages[2]["parts"] == [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert turn.messages[2]["parts"] == [
+        {"type": "text", "text": "a"},
+        {"type": "text", "text": "b"},
+    ]
     assert options.model == "p/text" and not options.stream
 
 
 def test_sampling_params_become_plugin_params() -> None:
-    turn, _ = plan(temperature=0.2, top_p=0.9, max_tokens=10, max_completion_tokens=20, seed=7, stop="x",
-                   presence_penalty=1, frequency_penalty=-1, user="u", reasoning_effort="high")
+    turn, _ = plan(
+        temperature=0.2,
+        top_p=0.9,
+        max_tokens=10,
+        max_completion_tokens=20,
+        seed=7,
+        stop="x",
+        presence_penalty=1,
+        frequency_penalty=-1,
+        user="u",
+        reasoning_effort="high",
+    )
     assert turn.params == {
-        "temperature": 0.2, "topP": 0.9, "maxOutputTokens": 20,
-        "options": {"seed": 7, "stop": "x", "presence_penalty": 1, "frequency_penalty": -1, "user": "u",
-                    "reasoningEffort": "high"},
+        "temperature": 0.2,
+        "topP": 0.9,
+        "maxOutputTokens": 20,
+        "options": {
+            "seed": 7,
+            "stop": "x",
+            "presence_penalty": 1,
+            "frequency_penalty": -1,
+            "user": "u",
+            "reasoningEffort": "high",
+        },
     }
 
 
 def test_parallel_tool_calls_only_with_tools() -> None:
     assert "options" not in plan(parallel_tool_calls=False)[0].params
     tool = {"type": "function", "function": {"name": "f"}}
-    assert plan(parallel_tool_calls=False, tools=[tool])[0].params["options"] == {"parallel_tool_calls": False}
+    assert plan(parallel_tool_calls=False, tools=[tool])[0].params["options"] == {
+        "parallel_tool_calls": False
+    }
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("n", 2), ("logprobs", True), ("top_logprobs", 1), ("logit_bias", {"1": 1}), ("audio", {}),
-    ("modalities", ["audio"]), ("web_search_options", {}), ("functions", []), ("function_call", "none"),
-    ("tool_choice", "required"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n", 2),
+        ("logprobs", True),
+        ("top_logprobs", 1),
+        ("logit_bias", {"1": 1}),
+        ("audio", {}),
+        ("modalities", ["audio"]),
+        ("web_search_options", {}),
+        ("functions", []),
+        ("function_call", "none"),
+        ("tool_choice", "required"),
+    ],
+)
 def test_refused_fields_name_themselves(field: str, value: Any) -> None:
     with pytest.raises(UnsupportedParameter) as info:
         plan(**{field: value})
     assert info.value.param == field
 
 
-@pytest.mark.parametrize(("field", "value"), [("n", 1), ("logprobs", False), ("logit_bias", {}),
-                                              ("modalities", ["text"]), ("tool_choice", "auto")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n", 1),
+        ("logprobs", False),
+        ("logit_bias", {}),
+        ("modalities", ["text"]),
+        ("tool_choice", "auto"),
+    ],
+)
 def test_default_values_of_refused_fields_pass(field: str, value: Any) -> None:
     plan(**{field: value})
 
@@ -93,29 +160,70 @@ def test_response_format() -> None:
     assert plan(response_format={"type": "text"})[0].output_schema is None
     assert plan(response_format={"type": "json_object"})[0].output_schema == {"type": "object"}
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    assert plan(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})[0].output_schema == schema
+    assert (
+        plan(
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+        )[0].output_schema
+        == schema
+    )
 
 
 def test_images() -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}}
     turn, _ = plan(model="p/vision", messages=[{"role": "user", "content": [image]}])
-    assert turn.messages[0]["parts"] == [{"type": "file", "mime": "image/jpeg", "url": "data:image/jpeg;base64,AAAA", "filename": "image"}]
+    assert turn.messages[0]["parts"] == [
+        {
+            "type": "file",
+            "mime": "image/jpeg",
+            "url": "data:image/jpeg;base64,AAAA",
+            "filename": "image",
+        }
+    ]
     web = {"type": "image_url", "image_url": {"url": "https://example.test/cat.webp?x=1"}}
-    assert plan(model="p/vision", messages=[{"role": "user", "content": [web]}])[0].messages[0]["parts"][0]["mime"] == "image/webp"
+    assert (
+        plan(model="p/vision", messages=[{"role": "user", "content": [web]}])[0].messages[0][
+            "parts"
+        ][0]["mime"]
+        == "image/webp"
+    )
     with pytest.raises(InvalidRequest) as info:
         plan(messages=[{"role": "user", "content": [image]}])
     assert info.value.code == "model_not_multimodal"
     with pytest.raises(InvalidRequest):
-        plan(model="p/vision", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}])
+        plan(
+            model="p/vision",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}],
+                }
+            ],
+        )
 
 
 def test_tools_and_tool_history() -> None:
-    tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}
-    turn, _ = plan(tools=[tool], messages=[
-        {"role": "user", "content": "go"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "done"},
-    ])
+    tool = {
+        "type": "function",
+        "function": {"name": "f", "description": "d", "parameters": {"type": "object"}},
+    }
+    turn, _ = plan(
+        tools=[tool],
+        messages=[
+            {"role": "user", "content": "go"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"x": 1}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        ],
+    )
     assert [(t.name, t.description) for t in turn.tools] == [("f", "d")]
     tool_part = turn.messages[1]["parts"][1]
     assert tool_part["callID"] == "c1" and tool_part["tool"] == "f"
@@ -123,21 +231,46 @@ def test_tools_and_tool_history() -> None:
     assert plan(tools=[tool], tool_choice="none")[0].tools == ()
 
 
-@pytest.mark.parametrize("messages", [
-    [{"role": "tool", "tool_call_id": "nope", "content": "x"}],
-    [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}, {"role": "tool", "tool_call_id": "c", "content": "r"}],
-    [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
-    [{"role": "assistant", "content": "only me"}],
-    [{"role": "function", "name": "f", "content": "x"}],
-])
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "tool", "tool_call_id": "nope", "content": "x"}],
+        [
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c", "content": "r"},
+        ],
+        [
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+        ],
+        [{"role": "assistant", "content": "only me"}],
+        [{"role": "function", "name": "f", "content": "x"}],
+    ],
+)
 def test_bad_conversations(messages: list[dict[str, Any]]) -> None:
     with pytest.raises(InvalidRequest):
         plan(messages=messages)
 
 
 EVENTS: list[TurnEvent] = [
-    ReasoningDelta("think "), ReasoningDelta("hard"), TextDelta("Hel"), TextDelta("lo"),
-    ToolCallDelta(0, id="c1", name="f"), ToolCallDelta(0, arguments='{"a":'), ToolCallDelta(0, arguments="1}"),
+    ReasoningDelta("think "),
+    ReasoningDelta("hard"),
+    TextDelta("Hel"),
+    TextDelta("lo"),
+    ToolCallDelta(0, id="c1", name="f"),
+    ToolCallDelta(0, arguments='{"a":'),
+    ToolCallDelta(0, arguments="1}"),
     TurnFinished("tool_calls", Usage(10, 5, 2, 1)),
 ]
 
@@ -149,7 +282,10 @@ async def _aiter(events: list[TurnEvent]) -> AsyncIterator[TurnEvent]:
 
 def _stream(events: list[TurnEvent]) -> list[dict[str, Any]]:
     async def collect() -> list[bytes]:
-        return [frame async for frame in sse_stream(new_meta("p/text"), _aiter(events), include_usage=True)]
+        return [
+            frame
+            async for frame in sse_stream(new_meta("p/text"), _aiter(events), include_usage=True)
+        ]
 
     frames = asyncio.run(collect())
     assert frames[-1] == b"data: [DONE]\n\n"
@@ -163,14 +299,28 @@ def test_stream_and_non_stream_say_the_same() -> None:
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert "".join(d.get("content") or "" for d in deltas) == message["content"] == "Hello"
-    assert "".join(d.get("reasoning_content") or "" for d in deltas) == message["reasoning_content"] == "think hard"
-    args = "".join(tc["function"].get("arguments", "") for d in deltas for tc in d.get("tool_calls", []))
+    assert (
+        "".join(d.get("reasoning_content") or "" for d in deltas)
+        == message["reasoning_content"]
+        == "think hard"
+    )
+    args = "".join(
+        tc["function"].get("arguments", "") for d in deltas for tc in d.get("tool_calls", [])
+    )
     assert args == message["tool_calls"][0]["function"]["arguments"] == '{"a":1}'
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == completion["choices"][0]["finish_reason"] == "tool_calls"
+    assert (
+        [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1]
+        == completion["choices"][0]["finish_reason"]
+        == "tool_calls"
+    )
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == completion["usage"]
-    assert completion["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-                                   "prompt_tokens_details": {"cached_tokens": 2},
-                                   "completion_tokens_details": {"reasoning_tokens": 1}}
+    assert completion["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 2},
+        "completion_tokens_details": {"reasoning_tokens": 1},
+    }
 
 
 def test_stream_error_becomes_an_error_event_then_done() -> None:
@@ -183,4 +333,6 @@ def test_stream_error_becomes_an_error_event_then_done() -> None:
 
     frames = asyncio.run(collect())
     assert frames[-1] == b"data: [DONE]\n\n"
-    assert json.loads(frames[-2][6:]) == {"error": {"message": "boom", "type": "invalid_request_error", "param": None, "code": None}}
+    assert json.loads(frames[-2][6:]) == {
+        "error": {"message": "boom", "type": "invalid_request_error", "param": None, "code": None}
+    }

@@ -28,7 +28,11 @@ def _payloads(chunks: list[bytes]) -> list[bytes]:
 
 
 def _event(n: int, text: str = "") -> bytes:
-    return b"data: " + json.dumps({"type": "message.part.delta", "n": n, "text": text}).encode() + b"\n\n"
+    return (
+        b"data: "
+        + json.dumps({"type": "message.part.delta", "n": n, "text": text}).encode()
+        + b"\n\n"
+    )
 
 
 def test_whole_events_in_one_read() -> None:
@@ -80,7 +84,9 @@ async def _silent_opencode() -> AsyncIterator[OpenCodeClient]:
         await server.wait_closed()
 
 
-def test_an_event_stream_that_never_opens_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_event_stream_that_never_opens_fails_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # OpenCode still starting can accept `GET /event` and never answer; the event reader must
     # get an error (and retry) rather than wait forever.
     monkeypatch.setattr(client_module, "_STREAM_OPEN_S", 0.3)
@@ -97,7 +103,9 @@ def test_an_event_stream_that_never_opens_fails_instead_of_hanging(monkeypatch: 
     assert asyncio.run(run()) < 2.0
 
 
-def test_a_call_opencode_never_answers_ends_at_the_pool_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_call_opencode_never_answers_ends_at_the_pool_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Every short call (prompt, session create and delete) is bounded by the pool's timeout
     # (30 s); here shortened, so the test is quick.
     monkeypatch.setattr(client_module, "_DEFAULT_TIMEOUT", aiohttp.ClientTimeout(total=0.3))

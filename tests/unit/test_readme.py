@@ -12,16 +12,25 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def help_text() -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_PROXY_", "OPENCODE_", "XDG_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_PROXY_", "OPENCODE_", "XDG_"))
+    }
     env.update(HOME="/home/you", COLUMNS="80")
     return subprocess.run(
         [sys.executable, "-m", "opencode_openai.cli.main", "server-openai", "--help"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
 
 
 def test_help_block_matches_the_cli() -> None:
-    block = README.split("<summary><code>opencode-openai server-openai --help</code></summary>", 1)[1]
+    block = README.split("<summary><code>opencode-openai server-openai --help</code></summary>", 1)[
+        1
+    ]
     block = block.split("```text\n", 1)[1].split("```", 1)[0]
     assert block == help_text()
 

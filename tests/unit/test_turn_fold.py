@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnFinished
 from opencode_openai.backend.turn import _Turn
 from opencode_openai.core.errors import UpstreamFailed
+from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnFinished
 
 
 def ev(kind: str, **props: Any) -> dict[str, Any]:
@@ -20,7 +20,9 @@ def assistant(**info: Any) -> dict[str, Any]:
 
 
 def part(pid: str, kind: str, message: str = "msg_a", **fields: Any) -> dict[str, Any]:
-    return ev("message.part.updated", part={"id": pid, "messageID": message, "type": kind, **fields})
+    return ev(
+        "message.part.updated", part={"id": pid, "messageID": message, "type": kind, **fields}
+    )
 
 
 def delta(pid: str, text: str) -> dict[str, Any]:
@@ -37,18 +39,29 @@ def fold(events: list[dict[str, Any]], turn: _Turn | None = None) -> tuple[_Turn
 
 
 def test_text_and_reasoning_deltas_then_finish() -> None:
-    turn, out = fold([
-        ev("message.updated", info={"id": "msg_u", "role": "user"}),
-        part("prt_u", "text", message="msg_u", text="the user's text"),  # not the answer
-        assistant(),
-        part("prt_r", "reasoning", text=""), delta("prt_r", "think"), delta("prt_r", "ing"),
-        part("prt_r", "reasoning", text="thinking"),
-        part("prt_t", "text", text=""), delta("prt_t", "ans"), delta("prt_t", "wer"),
-        part("prt_t", "text", text="answer"),
-        part("prt_f", "step-finish", reason="stop", tokens=TOKENS),
-        assistant(finish="stop", tokens=TOKENS),
-    ])
-    assert out == [ReasoningDelta("think"), ReasoningDelta("ing"), TextDelta("ans"), TextDelta("wer")]
+    turn, out = fold(
+        [
+            ev("message.updated", info={"id": "msg_u", "role": "user"}),
+            part("prt_u", "text", message="msg_u", text="the user's text"),  # not the answer
+            assistant(),
+            part("prt_r", "reasoning", text=""),
+            delta("prt_r", "think"),
+            delta("prt_r", "ing"),
+            part("prt_r", "reasoning", text="thinking"),
+            part("prt_t", "text", text=""),
+            delta("prt_t", "ans"),
+            delta("prt_t", "wer"),
+            part("prt_t", "text", text="answer"),
+            part("prt_f", "step-finish", reason="stop", tokens=TOKENS),
+            assistant(finish="stop", tokens=TOKENS),
+        ]
+    )
+    assert out == [
+        ReasoningDelta("think"),
+        ReasoningDelta("ing"),
+        TextDelta("ans"),
+        TextDelta("wer"),
+    ]
     [finished] = turn.finished()
     assert isinstance(finished, TurnFinished) and finished.finish_reason == "stop"
     assert (finished.usage.prompt_tokens, finished.usage.completion_tokens) == (100, 20)
@@ -56,28 +69,60 @@ def test_text_and_reasoning_deltas_then_finish() -> None:
 
 
 def test_snapshot_without_deltas_is_not_lost_or_doubled() -> None:
-    _, out = fold([assistant(), part("p", "text", text="Hel"), delta("p", "lo"), part("p", "text", text="Hello world")])
+    _, out = fold(
+        [
+            assistant(),
+            part("p", "text", text="Hel"),
+            delta("p", "lo"),
+            part("p", "text", text="Hello world"),
+        ]
+    )
     assert "".join(e.text for e in out) == "Hello world"
 
 
-@pytest.mark.parametrize(("finish", "expected"), [("length", "length"), ("content-filter", "content_filter"), ("other", "stop")])
+@pytest.mark.parametrize(
+    ("finish", "expected"),
+    [("length", "length"), ("content-filter", "content_filter"), ("other", "stop")],
+)
 def test_finish_reasons(finish: str, expected: str) -> None:
-    error = {"name": "ContentFilterError", "data": {"message": "blocked"}} if finish == "content-filter" else None
-    turn, _ = fold([assistant(finish=finish, tokens=TOKENS, **({"error": error} if error else {})),
-                    *( [ev("session.error", error=error)] if error else [])])
+    error = (
+        {"name": "ContentFilterError", "data": {"message": "blocked"}}
+        if finish == "content-filter"
+        else None
+    )
+    turn, _ = fold(
+        [
+            assistant(finish=finish, tokens=TOKENS, **({"error": error} if error else {})),
+            *([ev("session.error", error=error)] if error else []),
+        ]
+    )
     assert turn.finished()[-1].finish_reason == expected  # type: ignore[union-attr]
 
 
 def test_provider_error_carries_status_and_message() -> None:
     with pytest.raises(UpstreamFailed) as info:
-        fold([assistant(error={"name": "APIError", "data": {"message": "Incorrect API key", "statusCode": 401}})])
+        fold(
+            [
+                assistant(
+                    error={
+                        "name": "APIError",
+                        "data": {"message": "Incorrect API key", "statusCode": 401},
+                    }
+                )
+            ]
+        )
     assert info.value.upstream_status == 401 and info.value.code == "upstream_authentication_failed"
 
 
 def test_retry_fails_fast_with_retry_after() -> None:
     import time
 
-    status = {"type": "retry", "attempt": 1, "message": "Rate limit reached", "next": (time.time() + 3) * 1000}
+    status = {
+        "type": "retry",
+        "attempt": 1,
+        "message": "Rate limit reached",
+        "next": (time.time() + 3) * 1000,
+    }
     with pytest.raises(UpstreamFailed) as info:
         fold([ev("session.status", status=status)])
     assert info.value.message == "Rate limit reached"
@@ -86,27 +131,66 @@ def test_retry_fails_fast_with_retry_after() -> None:
 
 def test_client_tool_calls_only() -> None:
     turn = _Turn(False, {"get_weather"})
-    _, out = fold([
-        assistant(),
-        part("t1", "tool", tool="get_weather", callID="call_1", state={"status": "pending", "input": {}}),
-        part("t1", "tool", tool="get_weather", callID="call_1", state={"status": "running", "input": {"city": "Paris"}}),
-        part("t1", "tool", tool="get_weather", callID="call_1", state={"status": "error", "input": {"city": "Paris"}}),
-        part("t2", "tool", tool="bash", callID="call_2", state={"status": "running", "input": {"command": "rm -rf /"}}),
-        part("f", "step-finish", reason="tool-calls", tokens=TOKENS),
-    ], turn)
-    assert out == [ToolCallDelta(0, id="call_1", name="get_weather"), ToolCallDelta(0, arguments='{"city": "Paris"}')]
+    _, out = fold(
+        [
+            assistant(),
+            part(
+                "t1",
+                "tool",
+                tool="get_weather",
+                callID="call_1",
+                state={"status": "pending", "input": {}},
+            ),
+            part(
+                "t1",
+                "tool",
+                tool="get_weather",
+                callID="call_1",
+                state={"status": "running", "input": {"city": "Paris"}},
+            ),
+            part(
+                "t1",
+                "tool",
+                tool="get_weather",
+                callID="call_1",
+                state={"status": "error", "input": {"city": "Paris"}},
+            ),
+            part(
+                "t2",
+                "tool",
+                tool="bash",
+                callID="call_2",
+                state={"status": "running", "input": {"command": "rm -rf /"}},
+            ),
+            part("f", "step-finish", reason="tool-calls", tokens=TOKENS),
+        ],
+        turn,
+    )
+    assert out == [
+        ToolCallDelta(0, id="call_1", name="get_weather"),
+        ToolCallDelta(0, arguments='{"city": "Paris"}'),
+    ]
     assert turn.stopped_at_tool_call
     assert turn.finished()[-1].finish_reason == "tool_calls"  # type: ignore[union-attr]
 
 
 def test_structured_output_becomes_content() -> None:
     turn = _Turn(True, set())
-    _, out = fold([
-        assistant(),
-        part("t", "tool", tool="StructuredOutput", callID="c", state={"status": "completed", "input": {"a": 1}}),
-        part("f", "step-finish", reason="tool-calls", tokens=TOKENS),
-        assistant(finish="tool-calls", tokens=TOKENS, structured={"a": 1}),
-    ], turn)
+    _, out = fold(
+        [
+            assistant(),
+            part(
+                "t",
+                "tool",
+                tool="StructuredOutput",
+                callID="c",
+                state={"status": "completed", "input": {"a": 1}},
+            ),
+            part("f", "step-finish", reason="tool-calls", tokens=TOKENS),
+            assistant(finish="tool-calls", tokens=TOKENS, structured={"a": 1}),
+        ],
+        turn,
+    )
     assert out == [] and not turn.stopped_at_tool_call
     content, finished = turn.finished()
     assert content == TextDelta('{"a": 1}') and finished.finish_reason == "stop"  # type: ignore[union-attr]
