@@ -6,6 +6,7 @@ is echoed in the response's `x-request-id`. The line holds no body, no header va
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -24,6 +25,7 @@ _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def request_id_of(scope: Scope) -> str:
+    value: bytes
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _SANE_ID.match(value):
             return value.decode()
@@ -40,7 +42,10 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        # The request's deadline counts from here (core/deadline.py), its arrival.
+        state["arrived"] = asyncio.get_running_loop().time()
         started = time.perf_counter()
         status = 0
 

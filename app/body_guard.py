@@ -41,6 +41,7 @@ async def send_error(send: Send, exc: BaseException) -> None:
 
 
 def _media_type(scope: Scope) -> str | None:
+    value: bytes
     for name, value in scope["headers"]:
         if name == b"content-type":
             return value.decode("latin-1").split(";")[0].strip().lower()

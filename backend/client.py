@@ -119,6 +119,13 @@ class OpenCodeClient:
     async def dispose_instance(self) -> None:
         await self._request("POST", "/instance/dispose")
 
+    async def message(self, session_id: str, message_id: str) -> dict[str, Any]:
+        """One message of a session, `{info, parts}`."""
+        result: dict[str, Any] = await self._request(
+            "GET", f"/session/{session_id}/message/{message_id}"
+        )
+        return result
+
     async def messages(self, session_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._request("GET", f"/session/{session_id}/message")
         return result

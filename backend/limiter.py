@@ -26,7 +26,8 @@ class TurnLimiter:
 
     def _busy(self) -> RateLimited:
         return RateLimited(
-            f"the gateway is at capacity ({self.limit} running, {self.queue} queued); retry shortly",
+            f"the gateway is at capacity ({self.limit} running, {self.queue} queued); "
+            "retry shortly",
             headers={"Retry-After": "1"},
         )
 

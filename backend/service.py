@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,7 +33,8 @@ AFFINITY_SLACK = 2
 
 def _affinity(plan: TurnPlan, workers: int) -> int:
     """A stable worker index for a conversation: its model and opening message."""
-    opening = json.dumps([plan.model.id, plan.system[:1], plan.messages[:1]], sort_keys=True)
+    # The plan's parts are frozen dataclasses: their repr is stable and says everything.
+    opening = repr((plan.model.id, plan.system[:1], plan.messages[:1]))
     return (
         int.from_bytes(hashlib.blake2b(opening.encode(), digest_size=4).digest(), "big") % workers
     )

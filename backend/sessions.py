@@ -59,7 +59,7 @@ class SessionPool:
         return session_id
 
     def release(self, session_id: str, *, clean: bool) -> None:
-        """Give a session back; a turn that did not end cleanly is aborted and its session dropped."""
+        """Give a session back; after a turn that did not end cleanly it is aborted and dropped."""
         uses = self._uses.get(session_id, 0) + 1
         if clean and uses < self.max_uses and len(self._idle) < self.max_idle:
             self._uses[session_id] = uses

@@ -20,9 +20,19 @@ from typing import Any
 
 from opencode_openai.core.plan import ClientTool
 
-__all__ = ["AGENT", "PLUGIN_PATH", "TOOLS_FILE", "prepare_workspace", "toolset_key"]
+__all__ = [
+    "AGENT",
+    "PLUGIN_KEY",
+    "PLUGIN_PATH",
+    "STRUCTURED_OUTPUT",
+    "TOOLS_FILE",
+    "prepare_workspace",
+    "toolset_key",
+]
 
 AGENT = "opencode-openai"
+#: The prompt part metadata key under which the plugin finds the request.
+PLUGIN_KEY = "opencode-openai"
 PLUGIN_PATH = Path(
     str(resources.files("opencode_openai.backend").joinpath("plugin/opencode-openai.js"))
 )

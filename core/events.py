@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["ReasoningDelta", "TextDelta", "ToolCallDelta", "TurnEvent", "TurnFinished", "Usage"]
+__all__ = [
+    "FinishReason",
+    "ReasoningDelta",
+    "TextDelta",
+    "ToolCallDelta",
+    "TurnEvent",
+    "TurnFinished",
+    "Usage",
+]
 
 
 @dataclass(frozen=True)
@@ -39,10 +48,14 @@ class ToolCallDelta:
     arguments: str = ""
 
 
+#: Why the answer ended: it was complete, hit the output limit, was filtered by the provider,
+#: or is a call of the client's tools (each protocol names these its own way).
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
+
+
 @dataclass(frozen=True)
 class TurnFinished:
-    #: OpenAI's finish_reason: stop, length, content_filter or tool_calls.
-    finish_reason: str
+    finish_reason: FinishReason
     usage: Usage
 
 

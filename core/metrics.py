@@ -8,7 +8,7 @@ at scrape time).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -92,8 +92,8 @@ class GatewayMetrics:
 
 
 async def observe_turn(
-    events: AsyncIterator[TurnEvent], metrics: GatewayMetrics
-) -> AsyncIterator[TurnEvent]:
+    events: AsyncGenerator[TurnEvent, None], metrics: GatewayMetrics
+) -> AsyncGenerator[TurnEvent, None]:
     """Pass a turn's events through, noting time to first token, tokens and failures."""
     started = time.perf_counter()
     first = True
@@ -116,4 +116,4 @@ async def observe_turn(
         metrics.turn_errors.labels(exc.type).inc()
         raise
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()

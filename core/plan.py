@@ -1,4 +1,10 @@
-"""TurnPlan: what one turn asks of the model, built by a protocol, run by the backend."""
+"""TurnPlan: what one turn asks of the model, built by a protocol, run by the backend.
+
+It says what the client asked for in the gateway's own terms: no OpenAI or Anthropic field
+names and no OpenCode part objects. Each protocol builds one from its request; the backend
+encodes it for OpenCode (backend/prompt.py). A second OpenCode version would be one more
+encoder of the same plan.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,63 @@ from typing import Any
 
 from opencode_openai.core.models import ModelRef
 
-__all__ = ["ClientTool", "TurnPlan"]
+__all__ = [
+    "AssistantMessage",
+    "ClientTool",
+    "ImagePart",
+    "Message",
+    "OutputFormat",
+    "Sampling",
+    "TextPart",
+    "ToolCall",
+    "TurnPlan",
+    "UserMessage",
+]
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image the model should see: a `data:` URL or an http(s) URL, and its media type."""
+
+    url: str
+    media_type: str
+
+
+UserPart = TextPart | ImagePart
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the assistant made earlier in the conversation, with the client's result.
+
+    `arguments` is the call's input object; `result` the text the client's tool returned.
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    result: str
+
+
+@dataclass(frozen=True)
+class UserMessage:
+    parts: tuple[UserPart, ...]
+
+
+@dataclass(frozen=True)
+class AssistantMessage:
+    """An earlier answer of the model: its text, and the tool calls it made (with results)."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+Message = UserMessage | AssistantMessage
 
 
 @dataclass(frozen=True)
@@ -23,17 +85,44 @@ class ClientTool:
 
 
 @dataclass(frozen=True)
-class TurnPlan:
-    """What to ask: the model, the exact system texts, messages and sampling settings.
+class Sampling:
+    """Settings of the model call. None: the provider's default.
 
-    `messages` are in the plugin's format: `{"role": "user"|"assistant", "parts": [...]}` with
-    OpenCode part objects (text, file, tool). `output_schema` asks OpenCode's structured output
-    for JSON matching that JSON Schema; `tools` are the client's, offered upstream, never run.
+    The first four are set on the call itself; the rest are provider options, which reach
+    providers that know them (their effect is the provider's).
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_output_tokens: int | None = None
+    stop: tuple[str, ...] | str | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None
+    reasoning_effort: str | None = None
+    parallel_tool_calls: bool | None = None
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """The answer must be JSON matching `schema` (OpenCode's structured output)."""
+
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """What to ask: the model, the exact system texts, the conversation, and how to answer.
+
+    `system` are the client's system texts, verbatim and in order; `messages` the
+    conversation, oldest first. `tools` are the client's, offered upstream, never run.
     """
 
     model: ModelRef
-    system: list[str]
-    messages: list[dict[str, Any]]
-    params: dict[str, Any] = field(default_factory=dict)
-    output_schema: dict[str, Any] | None = None
+    system: tuple[str, ...]
+    messages: tuple[Message, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    output: OutputFormat | None = None
     tools: tuple[ClientTool, ...] = ()

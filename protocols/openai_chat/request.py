@@ -1,26 +1,27 @@
 """OpenAI chat request -> TurnPlan. Every field is honoured here, or rejected on purpose.
 
-The spec (openapi/openapi.yaml) has already checked types and ranges; this module decides what a
-well-typed request means for OpenCode and refuses, with a 400 naming the field, whatever the
-gateway would otherwise have to drop silently. Fields neither used nor rejected here are ignored
-on purpose; the spec's field descriptions say which.
+The spec (openapi/openapi.yaml) has already checked types, ranges and the values the gateway
+refuses (each such field says why in its `x-unsupported`); this module decides what a
+well-typed request means. What JSON Schema cannot know (the model's limits and inputs, the
+order of the conversation, tool names used twice) is checked here, with a 400 naming the
+field. Fields neither used here nor refused by the spec are ignored on purpose; the spec's
+field descriptions say which.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from opencode_openai.core.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
+from opencode_openai.core.errors import InvalidRequest, ModelNotFound
 from opencode_openai.core.models import CatalogModel, ModelCatalog
-from opencode_openai.core.plan import ClientTool, TurnPlan
+from opencode_openai.core.plan import ClientTool, OutputFormat, Sampling, TurnPlan
 from opencode_openai.protocols.openai_chat.messages import conversation
 
 __all__ = ["RequestOptions", "plan_from_request"]
 
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+#: The parameters OpenAI assumes when a function tool gives none: no arguments.
+_NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 @dataclass(frozen=True)
@@ -32,54 +33,18 @@ class RequestOptions:
     include_usage: bool
 
 
-# Fields whose only meaningful values are the default; anything else is refused, not dropped.
-_REFUSED: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "logprobs": (lambda v: v is True, "log probabilities are not available through OpenCode"),
-    "top_logprobs": (
-        lambda v: v is not None,
-        "log probabilities are not available through OpenCode",
-    ),
-    "logit_bias": (lambda v: bool(v), "logit_bias cannot be passed through OpenCode"),
-    "audio": (lambda v: v is not None, "audio output is not supported"),
-    "modalities": (lambda v: v not in (None, ["text"]), "only the text modality is supported"),
-    "web_search_options": (lambda v: v is not None, "web search is not supported"),
-    "functions": (
-        lambda v: v is not None,
-        "`functions` is deprecated and not supported; send `tools`",
-    ),
-    "function_call": (
-        lambda v: v is not None,
-        "`function_call` is deprecated and not supported; send `tool_choice`",
-    ),
-    "tool_choice": (
-        lambda v: v not in (None, "auto", "none"),
-        "OpenCode cannot force a tool choice; only `auto` and `none` are supported",
-    ),
-}
-
-
 def plan_from_request(
     body: dict[str, Any], catalog: ModelCatalog
 ) -> tuple[TurnPlan, RequestOptions]:
     model = _resolve_model(body["model"], catalog)
-    if (body.get("n") or 1) > 1:
-        raise UnsupportedParameter("n", "`n` > 1 is not supported: OpenCode gives one choice")
-    for field, (refused, why) in _REFUSED.items():
-        if refused(body.get(field)):
-            raise UnsupportedParameter(field, f"`{field}`: {why}")
-    output_schema = _output_schema(body.get("response_format"))
     tools = _tools(body.get("tools"), body.get("tool_choice"))
-    if tools and output_schema is not None:
-        raise UnsupportedParameter(
-            "response_format", "response_format cannot be combined with tools through OpenCode"
-        )
     system, messages = conversation(body["messages"], model)
     plan = TurnPlan(
         model=model.ref,
         system=system,
         messages=messages,
-        params=_params(body, model, with_tools=bool(tools)),
-        output_schema=output_schema,
+        sampling=_sampling(body, model, with_tools=bool(tools)),
+        output=_output_format(body.get("response_format")),
         tools=tools,
     )
     stream = bool(body.get("stream"))
@@ -100,66 +65,54 @@ def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[Client
         return ()
     result: dict[str, ClientTool] = {}
     for i, tool in enumerate(tools):
-        function = tool.get("function") or {}
-        name = function.get("name")
-        if tool.get("type", "function") != "function":
-            raise UnsupportedParameter(f"tools[{i}].type", "only `function` tools are supported")
-        if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            raise InvalidRequest(
-                "a tool name must match ^[a-zA-Z0-9_-]{1,64}$", param=f"tools[{i}].function.name"
-            )
+        function = tool["function"]
+        name = function["name"]
         if name in result:
             raise InvalidRequest(
                 f"tool `{name}` is defined twice", param=f"tools[{i}].function.name"
             )
-        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        parameters = function.get("parameters") or _NO_PARAMETERS
         result[name] = ClientTool(name, function.get("description") or "", parameters)
     return tuple(result.values())
 
 
-def _output_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+def _output_format(response_format: dict[str, Any] | None) -> OutputFormat | None:
     """response_format as the JSON Schema OpenCode's structured output must satisfy."""
-    if not response_format:
-        return None
-    kind = response_format.get("type", "text")
+    kind = (response_format or {}).get("type", "text")
     if kind == "json_object":
-        return {"type": "object"}
+        return OutputFormat({"type": "object"})
     if kind == "json_schema":
+        assert response_format is not None
         schema = (response_format.get("json_schema") or {}).get("schema")
-        return schema if isinstance(schema, dict) else {"type": "object"}
+        return OutputFormat(schema if isinstance(schema, dict) else {"type": "object"})
     return None
 
 
-def _params(body: dict[str, Any], model: CatalogModel, *, with_tools: bool) -> dict[str, Any]:
-    """Sampling settings in the plugin's format (`chat.params` output fields and options)."""
-    params: dict[str, Any] = {}
-    if body.get("temperature") is not None:
-        params["temperature"] = body["temperature"]
-    if body.get("top_p") is not None:
-        params["topP"] = body["top_p"]
+def _max_output_tokens(body: dict[str, Any], model: CatalogModel) -> int | None:
     field = (
         "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     )
-    max_tokens = body.get(field)
-    if max_tokens is not None:
-        if model.output_limit and max_tokens > model.output_limit:
-            raise InvalidRequest(
-                f"{field} is too large: {max_tokens}. This model supports at most "
-                f"{model.output_limit} completion tokens.",
-                param=field,
-            )
-        params["maxOutputTokens"] = max_tokens
-    # `options` keys are spread into the provider's request body by OpenCode's AI SDK layer.
-    options = {
-        key: body[key]
-        for key in ("seed", "stop", "presence_penalty", "frequency_penalty", "user")
-        if body.get(key) is not None
-    }
-    if with_tools and body.get("parallel_tool_calls") is not None:
-        options["parallel_tool_calls"] = body["parallel_tool_calls"]
-    if body.get("reasoning_effort") is not None:
-        # The AI SDK writes `reasoning_effort` itself from this provider option.
-        options["reasoningEffort"] = body["reasoning_effort"]
-    if options:
-        params["options"] = options
-    return params
+    max_tokens: int | None = body.get(field)
+    if max_tokens is not None and model.output_limit and max_tokens > model.output_limit:
+        raise InvalidRequest(
+            f"{field} is too large: {max_tokens}. This model supports at most "
+            f"{model.output_limit} completion tokens.",
+            param=field,
+        )
+    return max_tokens
+
+
+def _sampling(body: dict[str, Any], model: CatalogModel, *, with_tools: bool) -> Sampling:
+    stop = body.get("stop")
+    return Sampling(
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        max_output_tokens=_max_output_tokens(body, model),
+        stop=tuple(stop) if isinstance(stop, list) else stop,
+        seed=body.get("seed"),
+        presence_penalty=body.get("presence_penalty"),
+        frequency_penalty=body.get("frequency_penalty"),
+        user=body.get("user"),
+        reasoning_effort=body.get("reasoning_effort"),
+        parallel_tool_calls=body.get("parallel_tool_calls") if with_tools else None,
+    )

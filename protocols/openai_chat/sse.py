@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from opencode_openai.core.errors import to_openai_error
@@ -31,11 +31,11 @@ def frame(payload: dict[str, Any]) -> bytes:
 
 
 async def sse_stream(
-    meta: CompletionMeta, events: AsyncIterator[TurnEvent], *, include_usage: bool
-) -> AsyncIterator[bytes]:
+    meta: CompletionMeta, events: AsyncGenerator[TurnEvent, None], *, include_usage: bool
+) -> AsyncGenerator[bytes, None]:
     # aclosing: when the client goes away Starlette cancels this generator, and closing the
     # turn's iterator is what aborts the OpenCode turn.
-    async with contextlib.aclosing(events):  # type: ignore[type-var]
+    async with contextlib.aclosing(events):
         yield frame(role_chunk(meta))
         try:
             async for event in events:

@@ -1,4 +1,7 @@
-"""Pure translation: OpenAI request -> TurnPlan, TurnEvents -> chunks and completion."""
+"""Pure translation: OpenAI request -> TurnPlan (-> OpenCode prompt), TurnEvents -> chunks.
+
+What the spec refuses (unsupported values, malformed parts) is tested in test_request_validation.py;
+here, what a well-typed request means."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from typing import Any
 import pytest
 
 from opencode_openai.backend.catalog import catalog_from_opencode
-from opencode_openai.core.errors import InvalidRequest, ModelNotFound, UnsupportedParameter
+from opencode_openai.backend.prompt import prompt_body
+from opencode_openai.core.errors import InvalidRequest, ModelNotFound
 from opencode_openai.core.events import (
     ReasoningDelta,
     TextDelta,
@@ -18,6 +22,16 @@ from opencode_openai.core.events import (
     TurnEvent,
     TurnFinished,
     Usage,
+)
+from opencode_openai.core.plan import (
+    AssistantMessage,
+    ImagePart,
+    OutputFormat,
+    Sampling,
+    TextPart,
+    ToolCall,
+    TurnPlan,
+    UserMessage,
 )
 from opencode_openai.protocols.openai_chat import (
     completion_from_events,
@@ -45,10 +59,16 @@ PROVIDERS = {
 CATALOG = catalog_from_opencode(PROVIDERS, {})
 
 
-def plan(**body: Any):  # type: ignore[no-untyped-def]
+def plan(**body: Any) -> tuple[TurnPlan, Any]:
     return plan_from_request(
         {"model": "p/text", "messages": [{"role": "user", "content": "hi"}], **body}, CATALOG
     )
+
+
+def plugin_request(turn: TurnPlan) -> dict[str, Any]:
+    """What the plugin reads from the prompt OpenCode receives for this plan."""
+    request: dict[str, Any] = prompt_body(turn)["parts"][0]["metadata"]["opencode-openai"]
+    return request
 
 
 def test_catalog_ids_alias_and_created() -> None:
@@ -76,9 +96,13 @@ def test_system_messages_and_turns() -> None:
             },
         ]
     )
-    assert turn.system == ["s1", "d1"]
-    assert [m["role"] for m in turn.messages] == ["user", "assistant", "user"]
-    assert turn.messages[2]["parts"] == [
+    assert turn.system == ("s1", "d1")
+    assert [type(m) for m in turn.messages] == [UserMessage, AssistantMessage, UserMessage]
+    assert turn.messages[2] == UserMessage((TextPart("a"), TextPart("b")))
+    request = plugin_request(turn)
+    assert request["system"] == ["s1", "d1"]
+    assert [m["role"] for m in request["messages"]] == ["user", "assistant", "user"]
+    assert request["messages"][2]["parts"] == [
         {"type": "text", "text": "a"},
         {"type": "text", "text": "b"},
     ]
@@ -98,7 +122,18 @@ def test_sampling_params_become_plugin_params() -> None:
         user="u",
         reasoning_effort="high",
     )
-    assert turn.params == {
+    assert turn.sampling == Sampling(
+        temperature=0.2,
+        top_p=0.9,
+        max_output_tokens=20,
+        stop="x",
+        seed=7,
+        presence_penalty=1,
+        frequency_penalty=-1,
+        user="u",
+        reasoning_effort="high",
+    )
+    assert plugin_request(turn)["params"] == {
         "temperature": 0.2,
         "topP": 0.9,
         "maxOutputTokens": 20,
@@ -114,64 +149,32 @@ def test_sampling_params_become_plugin_params() -> None:
 
 
 def test_parallel_tool_calls_only_with_tools() -> None:
-    assert "options" not in plan(parallel_tool_calls=False)[0].params
+    assert "options" not in plugin_request(plan(parallel_tool_calls=False)[0])["params"]
     tool = {"type": "function", "function": {"name": "f"}}
-    assert plan(parallel_tool_calls=False, tools=[tool])[0].params["options"] == {
-        "parallel_tool_calls": False
-    }
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("n", 2),
-        ("logprobs", True),
-        ("top_logprobs", 1),
-        ("logit_bias", {"1": 1}),
-        ("audio", {}),
-        ("modalities", ["audio"]),
-        ("web_search_options", {}),
-        ("functions", []),
-        ("function_call", "none"),
-        ("tool_choice", "required"),
-    ],
-)
-def test_refused_fields_name_themselves(field: str, value: Any) -> None:
-    with pytest.raises(UnsupportedParameter) as info:
-        plan(**{field: value})
-    assert info.value.param == field
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("n", 1),
-        ("logprobs", False),
-        ("logit_bias", {}),
-        ("modalities", ["text"]),
-        ("tool_choice", "auto"),
-    ],
-)
-def test_default_values_of_refused_fields_pass(field: str, value: Any) -> None:
-    plan(**{field: value})
+    with_tools = plan(parallel_tool_calls=False, tools=[tool])[0]
+    assert plugin_request(with_tools)["params"]["options"] == {"parallel_tool_calls": False}
 
 
 def test_response_format() -> None:
-    assert plan(response_format={"type": "text"})[0].output_schema is None
-    assert plan(response_format={"type": "json_object"})[0].output_schema == {"type": "object"}
-    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    assert (
-        plan(
-            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
-        )[0].output_schema
-        == schema
+    assert plan(response_format={"type": "text"})[0].output is None
+    assert plan(response_format={"type": "json_object"})[0].output == OutputFormat(
+        {"type": "object"}
     )
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    turn = plan(
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    )[0]
+    assert turn.output == OutputFormat(schema)
+    assert prompt_body(turn)["format"] == {"type": "json_schema", "schema": schema, "retryCount": 0}
 
 
 def test_images() -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}}
     turn, _ = plan(model="p/vision", messages=[{"role": "user", "content": [image]}])
-    assert turn.messages[0]["parts"] == [
+    assert turn.messages[0] == UserMessage(
+        (ImagePart("data:image/jpeg;base64,AAAA", "image/jpeg"),)
+    )
+    assert plugin_request(turn)["messages"][0]["parts"] == [
         {
             "type": "file",
             "mime": "image/jpeg",
@@ -180,25 +183,11 @@ def test_images() -> None:
         }
     ]
     web = {"type": "image_url", "image_url": {"url": "https://example.test/cat.webp?x=1"}}
-    assert (
-        plan(model="p/vision", messages=[{"role": "user", "content": [web]}])[0].messages[0][
-            "parts"
-        ][0]["mime"]
-        == "image/webp"
-    )
+    web_plan = plan(model="p/vision", messages=[{"role": "user", "content": [web]}])[0]
+    assert plugin_request(web_plan)["messages"][0]["parts"][0]["mime"] == "image/webp"
     with pytest.raises(InvalidRequest) as info:
         plan(messages=[{"role": "user", "content": [image]}])
     assert info.value.code == "model_not_multimodal"
-    with pytest.raises(InvalidRequest):
-        plan(
-            model="p/vision",
-            messages=[
-                {
-                    "role": "user",
-                    "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}],
-                }
-            ],
-        )
 
 
 def test_tools_and_tool_history() -> None:
@@ -225,7 +214,8 @@ def test_tools_and_tool_history() -> None:
         ],
     )
     assert [(t.name, t.description) for t in turn.tools] == [("f", "d")]
-    tool_part = turn.messages[1]["parts"][1]
+    assert turn.messages[1] == AssistantMessage("", (ToolCall("c1", "f", {"x": 1}, "done"),))
+    tool_part = plugin_request(turn)["messages"][1]["parts"][1]
     assert tool_part["callID"] == "c1" and tool_part["tool"] == "f"
     assert tool_part["state"]["input"] == {"x": 1} and tool_part["state"]["output"] == "done"
     assert plan(tools=[tool], tool_choice="none")[0].tools == ()
@@ -237,13 +227,7 @@ def test_tools_and_tool_history() -> None:
         [{"role": "tool", "tool_call_id": "nope", "content": "x"}],
         [
             {"role": "user", "content": "q"},
-            {
-                "role": "assistant",
-                "tool_calls": [
-                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}
-                ],
-            },
-            {"role": "tool", "tool_call_id": "c", "content": "r"},
+            {"role": "tool", "tool_call_id": "nope", "content": "x"},
         ],
         [
             {"role": "user", "content": "q"},
@@ -254,13 +238,22 @@ def test_tools_and_tool_history() -> None:
                 ],
             },
         ],
-        [{"role": "assistant", "content": "only me"}],
-        [{"role": "function", "name": "f", "content": "x"}],
     ],
 )
 def test_bad_conversations(messages: list[dict[str, Any]]) -> None:
     with pytest.raises(InvalidRequest):
         plan(messages=messages)
+
+
+def test_a_conversation_without_a_user_message_is_sent_as_it_is() -> None:
+    """OpenAI accepts it (contract/test_openai_requests.py holds the spec to that)."""
+    turn, _ = plan(
+        messages=[{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]
+    )
+    assert turn.system == ("s",) and turn.messages == (AssistantMessage("a"),)
+    assert plugin_request(turn)["messages"] == [
+        {"role": "assistant", "parts": [{"type": "text", "text": "a"}]}
+    ]
 
 
 EVENTS: list[TurnEvent] = [

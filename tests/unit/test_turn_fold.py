@@ -1,4 +1,4 @@
-"""backend/turn.py's fold of OpenCode events, on event sequences recorded from opencode 1.18.33."""
+"""backend/fold.py's fold of OpenCode events, on event sequences recorded from opencode 1.18.33."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from opencode_openai.backend.turn import _Turn
+from opencode_openai.backend.fold import TurnFold
 from opencode_openai.core.errors import UpstreamFailed
 from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnFinished
 
@@ -32,9 +32,9 @@ def delta(pid: str, text: str) -> dict[str, Any]:
 TOKENS = {"input": 70, "output": 13, "reasoning": 7, "cache": {"read": 30, "write": 0}}
 
 
-def fold(events: list[dict[str, Any]], turn: _Turn | None = None) -> tuple[_Turn, list[Any]]:
-    turn = turn or _Turn(False, set())
-    out = [e for event in events for e in turn.fold(event)]
+def fold(events: list[dict[str, Any]], turn: TurnFold | None = None) -> tuple[TurnFold, list[Any]]:
+    turn = turn or TurnFold(structured=False, tool_names=frozenset())
+    out = [e for event in events for e in turn.feed(event)]
     return turn, out
 
 
@@ -130,7 +130,7 @@ def test_retry_fails_fast_with_retry_after() -> None:
 
 
 def test_client_tool_calls_only() -> None:
-    turn = _Turn(False, {"get_weather"})
+    turn = TurnFold(structured=False, tool_names=frozenset({"get_weather"}))
     _, out = fold(
         [
             assistant(),
@@ -175,7 +175,7 @@ def test_client_tool_calls_only() -> None:
 
 
 def test_structured_output_becomes_content() -> None:
-    turn = _Turn(True, set())
+    turn = TurnFold(structured=True, tool_names=frozenset())
     _, out = fold(
         [
             assistant(),
@@ -197,6 +197,8 @@ def test_structured_output_becomes_content() -> None:
 
 
 def test_structured_output_missing_is_an_error() -> None:
-    turn, _ = fold([assistant(finish="stop", tokens=TOKENS)], _Turn(True, set()))
+    turn, _ = fold(
+        [assistant(finish="stop", tokens=TOKENS)], TurnFold(structured=True, tool_names=frozenset())
+    )
     with pytest.raises(UpstreamFailed):
         turn.finished()

@@ -1,0 +1,340 @@
+"""TurnFold: one session's OpenCode events, folded into the gateway's TurnEvents.
+
+OpenCode 1.18.33 publishes a turn as `message.updated` (the message and, at the end, its
+finish and tokens), `message.part.updated` (a part opened, changed or closed, with the part's
+whole text so far) and `message.part.delta` (text increments). Under load these arrive in any
+order: a part before its message says it is the assistant's, a delta before its part says
+whether it is text or reasoning, a snapshot before the deltas it contains, a finish before the
+last part. The fold therefore keeps parts whose message is not known yet, keeps deltas whose
+part is not known yet, emits each part's text as the longest consistent prefix seen (never
+twice, never out of order), and at the end of the turn is `reconcile`d with the session's
+stored messages, which hold every part in its final state. Nothing the model produced is lost
+to timing, and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opencode_openai.backend.workspace import STRUCTURED_OUTPUT
+from opencode_openai.core.errors import BackendError, GatewayError, UpstreamFailed
+from opencode_openai.core.events import (
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    TurnEvent,
+    TurnFinished,
+    Usage,
+)
+
+__all__ = ["TurnFold"]
+
+log = logging.getLogger("opencode_openai.fold")
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content-filter": "content_filter",
+}
+_TEXT_KINDS = ("text", "reasoning")
+
+
+def _usage(tokens: dict[str, Any] | None) -> Usage:
+    tokens = tokens or {}
+    cache = tokens.get("cache") or {}
+    cached = int(cache.get("read") or 0)
+    # OpenCode counts cached input apart from `input` and reasoning apart from `output`;
+    # OpenAI's prompt_tokens and completion_tokens include them (seen on 1.18.33).
+    prompt = int(tokens.get("input") or 0) + cached + int(cache.get("write") or 0)
+    reasoning = int(tokens.get("reasoning") or 0)
+    completion = int(tokens.get("output") or 0) + reasoning
+    return Usage(prompt, completion, cached, reasoning)
+
+
+def _error_from(error: dict[str, Any]) -> GatewayError:
+    """OpenCode's `session.error` / `info.error` as one of our errors."""
+    data = error.get("data") or {}
+    message = str(data.get("message") or error.get("name") or "the model call failed")
+    if error.get("name") == "MessageAbortedError":
+        return BackendError("the OpenCode turn was aborted")
+    status = data.get("statusCode")
+    return UpstreamFailed(message, upstream_status=int(status) if status else None)
+
+
+def _retry_failure(status: dict[str, Any]) -> UpstreamFailed:
+    """OpenCode is about to retry a failed call (429, 5xx, unreachable): fail now instead.
+
+    Its retry event carries the provider's message and when it would retry, not the status.
+    """
+    failure = UpstreamFailed(str(status.get("message") or "the provider failed"))
+    retry_at = status.get("next")
+    if isinstance(retry_at, (int, float)):
+        seconds = max(1, round(retry_at / 1000 - time.time()))
+        failure.headers["Retry-After"] = str(seconds)
+    return failure
+
+
+@dataclass
+class _PartText:
+    """What a text or reasoning part has sent, and what it knows from deltas.
+
+    Deltas are appended as they come; while they are exactly what was sent (the usual case)
+    each one is sent at once. A snapshot, or deltas catching up with one, extends the text
+    only when it starts with what was sent.
+    """
+
+    kind: str
+    sent: list[str] = field(default_factory=list)
+    sent_len: int = 0
+    deltas: list[str] = field(default_factory=list)
+    deltas_len: int = 0
+    in_sync: bool = True
+
+    def delta(self, text: str) -> str:
+        self.deltas.append(text)
+        self.deltas_len += len(text)
+        if self.in_sync:
+            return self._send(text)
+        if self.deltas_len <= self.sent_len:
+            return ""  # still behind what a snapshot sent
+        joined = "".join(self.deltas)
+        self.deltas = [joined]
+        return self.extend(joined)
+
+    def extend(self, candidate: str) -> str:
+        """Send what `candidate`, a longer version of the text, adds to what was sent."""
+        if len(candidate) <= self.sent_len:
+            return ""
+        sent = "".join(self.sent)
+        self.sent = [sent]
+        if not candidate.startswith(sent):
+            log.warning("a part's text changed under what was already sent; kept what was sent")
+            return ""
+        return self._send(candidate[self.sent_len :])
+
+    def _send(self, text: str) -> str:
+        self.sent.append(text)
+        self.sent_len += len(text)
+        self.in_sync = self.deltas_len == self.sent_len and (
+            len(self.deltas) == len(self.sent) or "".join(self.deltas) == "".join(self.sent)
+        )
+        return text
+
+
+@dataclass
+class _Call:
+    index: int
+    arguments_sent: bool = False
+
+
+class TurnFold:
+    """Folds one session's OpenCode events into TurnEvents (see the module docstring).
+
+    `structured`: the turn asked for structured output (its JSON answer comes from OpenCode's
+    StructuredOutput tool); `tool_names`: the client's tools, the only calls the client sees.
+    """
+
+    def __init__(self, *, structured: bool, tool_names: frozenset[str]) -> None:
+        self.structured = structured
+        self.tool_names = tool_names
+        #: After events were lost, deltas no longer line up with what was sent: only whole
+        #: snapshots of a part (OpenCode sends one when the part ends) are used from then on.
+        self.snapshots_only = False
+        self._roles: dict[str, str] = {}  # messageID -> role
+        self._early_parts: dict[str, dict[str, dict[str, Any]]] = {}  # messageID -> partID -> part
+        self._early_deltas: dict[str, list[str]] = {}  # partID -> deltas, kind not known yet
+        self._texts: dict[str, _PartText] = {}
+        self._ignored: set[str] = set()  # parts of other messages (the user's), and non-text parts
+        self._calls: dict[str, _Call] = {}
+        self._finish: str | None = None
+        self._tokens: dict[str, Any] | None = None
+        self._output: Any = None
+        self._idle = False  # OpenCode said the session is idle
+        self._stored_complete = False  # the stored assistant message is completed
+        #: How many times the events said the turn may be over (idle, a tool-calls finish, a
+        #: structured answer): each is a reason to reconcile with the stored messages.
+        self.end_signals = 0
+
+    # -- feeding -------------------------------------------------------------------------------
+
+    def feed(self, event: dict[str, Any]) -> list[TurnEvent]:
+        kind = event.get("type")
+        props = event.get("properties") or {}
+        if kind == "message.part.delta":
+            if props.get("field") == "text":
+                return self._delta(str(props.get("partID", "")), props.get("delta") or "")
+        elif kind == "message.part.updated":
+            return self._part(props.get("part") or {})
+        elif kind == "message.updated":
+            return self._message(props.get("info") or {})
+        elif kind == "session.idle":
+            self._idle = True
+            self.end_signals += 1
+        elif kind == "session.error":
+            error = props.get("error") or {}
+            # A content filter is a finish reason in OpenAI's API, not an error.
+            if error.get("name") != "ContentFilterError":
+                raise _error_from(error)
+        elif kind == "session.status":
+            status = props.get("status") or {}
+            if status.get("type") == "retry":
+                raise _retry_failure(status)
+        return []
+
+    def reconcile(self, messages: list[dict[str, Any]]) -> list[TurnEvent]:
+        """Catch up from the session's stored messages (`{info, parts}`, this turn's only,
+        oldest first).
+
+        Their parts are final snapshots: whatever the events missed is emitted now; what was
+        already sent is not sent again. A completed assistant message ends the turn.
+        """
+        signals = self.end_signals
+        out: list[TurnEvent] = []
+        assistants = 0
+        for message in messages:
+            info = message.get("info") or {}
+            if info.get("role") == "assistant":
+                assistants += 1
+                if assistants > 1:
+                    # OpenCode trying a second step (after a tool call), which the plugin
+                    # refused: not part of this turn's one model call.
+                    continue
+            out += self._message(info)
+            for part in message.get("parts") or []:
+                out += self._part(part)
+            if info.get("role") == "assistant" and (info.get("time") or {}).get("completed"):
+                self._stored_complete = True
+        self.end_signals = signals  # what reconciling learns needs no second reconcile
+        return out
+
+    def _message(self, info: dict[str, Any]) -> list[TurnEvent]:
+        message_id, role = str(info.get("id", "")), info.get("role")
+        if not role:
+            return []
+        self._roles[message_id] = role
+        if role != "assistant":
+            for part_id in self._early_parts.pop(message_id, {}):
+                self._ignore(part_id)
+            return []
+        error = info.get("error")
+        if error and error.get("name") != "ContentFilterError":
+            raise _error_from(error)
+        if info.get("finish"):
+            self._set_finish(info["finish"], info.get("tokens"))
+        if info.get("structured") is not None:
+            if self._output is None:
+                self.end_signals += 1
+            self._output = info["structured"]
+        out: list[TurnEvent] = []
+        for part in self._early_parts.pop(message_id, {}).values():
+            out += self._part(part)
+        return out
+
+    def _ignore(self, part_id: str) -> None:
+        self._ignored.add(part_id)
+        self._early_deltas.pop(part_id, None)
+
+    def _part(self, part: dict[str, Any]) -> list[TurnEvent]:
+        part_id, message_id = str(part.get("id", "")), str(part.get("messageID", ""))
+        role = self._roles.get(message_id)
+        if role is None:  # its message is not known yet: keep the newest version of it
+            self._early_parts.setdefault(message_id, {})[part_id] = part
+            return []
+        if role != "assistant":
+            self._ignore(part_id)
+            return []
+        kind = part.get("type")
+        if kind in _TEXT_KINDS:
+            text = self._texts.get(part_id)
+            if text is None:
+                text = self._texts[part_id] = _PartText(str(kind))
+                out = [
+                    d
+                    for early in self._early_deltas.pop(part_id, [])
+                    for d in self._delta(part_id, early)
+                ]
+            else:
+                out = []
+            return out + self._emit(text, text.extend(part.get("text") or ""))
+        if kind == "step-finish":
+            self._set_finish(part.get("reason"), part.get("tokens"))
+        elif kind == "tool":
+            return self._tool_call(part)
+        self._ignore(part_id)
+        return []
+
+    def _delta(self, part_id: str, delta: str) -> list[TurnEvent]:
+        if not delta or part_id in self._ignored or self.snapshots_only:
+            return []
+        text = self._texts.get(part_id)
+        if text is None:  # its part (text or reasoning?) is not known yet
+            self._early_deltas.setdefault(part_id, []).append(delta)
+            return []
+        return self._emit(text, text.delta(delta))
+
+    def _set_finish(self, finish: str | None, tokens: dict[str, Any] | None) -> None:
+        if finish == "tool-calls" and self._finish != "tool-calls":
+            self.end_signals += 1
+        self._finish = finish or self._finish
+        self._tokens = tokens or self._tokens
+
+    @staticmethod
+    def _emit(text: _PartText, new: str) -> list[TurnEvent]:
+        if not new:
+            return []
+        return [TextDelta(new) if text.kind == "text" else ReasoningDelta(new)]
+
+    def _tool_call(self, part: dict[str, Any]) -> list[TurnEvent]:
+        """A call of one of the client's tools: its id and name first, then its arguments."""
+        name, call_id = part.get("tool"), str(part.get("callID") or "")
+        if name not in self.tool_names or name == STRUCTURED_OUTPUT:
+            return []  # OpenCode's own tools and unknown names are never the client's business
+        events: list[TurnEvent] = []
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call(len(self._calls))
+            events.append(ToolCallDelta(call.index, id=call_id, name=name))
+        state = part.get("state") or {}
+        if not call.arguments_sent and state.get("status") != "pending":
+            events.append(ToolCallDelta(call.index, arguments=json.dumps(state.get("input") or {})))
+            call.arguments_sent = True
+        return events
+
+    # -- the end -------------------------------------------------------------------------------
+
+    @property
+    def assistant_id(self) -> str | None:
+        """The id of the turn's assistant message, once an event has named it."""
+        return next((mid for mid, role in self._roles.items() if role == "assistant"), None)
+
+    @property
+    def stopped_at_tool_call(self) -> bool:
+        """The upstream called one of the client's tools: the turn ends here (nothing runs)."""
+        return self._finish == "tool-calls" and bool(self._calls)
+
+    @property
+    def complete(self) -> bool:
+        """Nothing more will come: idle, a client tool call, or the structured answer."""
+        if self.structured:
+            # Not the stored message's completion: a StructuredOutput call completes it before
+            # OpenCode has run that tool and recorded the answer.
+            return self._idle or self.stopped_at_tool_call or self._output is not None
+        return self._idle or self._stored_complete or self._finish == "tool-calls"
+
+    def finished(self) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        finish = _FINISH.get(self._finish or "stop", "stop")
+        if self._calls:
+            finish = "tool_calls"
+        elif self.structured:
+            if self._output is None:
+                raise UpstreamFailed("the model did not return the requested JSON output")
+            events.append(TextDelta(json.dumps(self._output, ensure_ascii=False)))
+            finish = "stop"
+        events.append(TurnFinished(finish, _usage(self._tokens)))
+        return events

@@ -1,0 +1,121 @@
+"""prompt_body: a TurnPlan as the body of OpenCode's `POST /session/{id}/prompt_async`.
+
+The plugin (plugin/opencode-openai.js) rebuilds the whole upstream conversation from the
+metadata of the prompt's one text part: the system texts, the messages as OpenCode message
+parts (text, file, completed tool parts carrying the client's results) and the sampling
+settings in the shape of its `chat.params` hook. OpenCode's part objects exist only here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opencode_openai.backend.workspace import AGENT, PLUGIN_KEY
+from opencode_openai.core.plan import (
+    AssistantMessage,
+    ImagePart,
+    Message,
+    Sampling,
+    TextPart,
+    ToolCall,
+    TurnPlan,
+    UserPart,
+)
+
+__all__ = ["prompt_body"]
+
+
+def _user_part(part: UserPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    assert isinstance(part, ImagePart)
+    return {"type": "file", "mime": part.media_type, "url": part.url, "filename": "image"}
+
+
+def _tool_part(call: ToolCall) -> dict[str, Any]:
+    # A completed tool part: OpenCode sends it upstream as the call and its result.
+    state = {
+        "status": "completed",
+        "input": call.arguments,
+        "output": call.result,
+        "title": call.name,
+        "metadata": {},
+        "time": {"start": 0, "end": 0},
+    }
+    return {"type": "tool", "tool": call.name, "callID": call.id, "state": state}
+
+
+def _message(message: Message) -> dict[str, Any]:
+    if isinstance(message, AssistantMessage):
+        text = {"type": "text", "text": message.text}
+        return {"role": "assistant", "parts": [text, *map(_tool_part, message.tool_calls)]}
+    parts = [_user_part(part) for part in message.parts] or [{"type": "text", "text": ""}]
+    return {"role": "user", "parts": parts}
+
+
+def _params(sampling: Sampling) -> dict[str, Any]:
+    """`chat.params` output fields, and `options`, which OpenCode's AI SDK layer spreads into
+    the provider's request body (OpenAI-style names reach OpenAI-compatible providers)."""
+    params: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("temperature", sampling.temperature),
+            ("topP", sampling.top_p),
+            ("topK", sampling.top_k),
+            ("maxOutputTokens", sampling.max_output_tokens),
+        )
+        if value is not None
+    }
+    stop = list(sampling.stop) if isinstance(sampling.stop, tuple) else sampling.stop
+    options = {
+        key: value
+        for key, value in (
+            ("seed", sampling.seed),
+            ("stop", stop),
+            ("presence_penalty", sampling.presence_penalty),
+            ("frequency_penalty", sampling.frequency_penalty),
+            ("user", sampling.user),
+            ("parallel_tool_calls", sampling.parallel_tool_calls),
+            # The AI SDK writes `reasoning_effort` itself from this provider option.
+            ("reasoningEffort", sampling.reasoning_effort),
+        )
+        if value is not None
+    }
+    if options:
+        params["options"] = options
+    return params
+
+
+def _last_user_text(plan: TurnPlan) -> str:
+    for message in reversed(plan.messages):
+        if isinstance(message, AssistantMessage):
+            continue
+        for part in message.parts:
+            if isinstance(part, TextPart):
+                return part.text
+    return ""
+
+
+def prompt_body(plan: TurnPlan) -> dict[str, Any]:
+    request = {
+        "system": list(plan.system),
+        "messages": [_message(message) for message in plan.messages],
+        "params": _params(plan.sampling),
+    }
+    body: dict[str, Any] = {
+        "agent": AGENT,
+        "model": {"providerID": plan.model.provider_id, "modelID": plan.model.model_id},
+        # The plugin rebuilds the whole conversation from the metadata; the part's own text
+        # only makes the stored session readable.
+        "parts": [
+            {
+                "type": "text",
+                "text": _last_user_text(plan) or " ",
+                "metadata": {PLUGIN_KEY: request},
+            }
+        ],
+    }
+    if plan.output is not None:
+        # retryCount 0: a retry would be a second upstream call.
+        body["format"] = {"type": "json_schema", "schema": plan.output.schema, "retryCount": 0}
+    return body

@@ -1,0 +1,104 @@
+"""The turn pipeline every protocol's handler shares: run, observe, collect or prime.
+
+A handler builds a plan with its protocol, then either collects the turn's events for a JSON
+answer or primes them for a stream, and renders them with its protocol. Disconnects, the
+deadline, metrics and the first-event rule live here once, for every protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterable, Coroutine
+from typing import Any, TypeVar
+
+from connexion import request
+from starlette.responses import StreamingResponse
+
+from opencode_openai.backend import OpenCodeBackend, run_turn
+from opencode_openai.core.deadline import Deadline
+from opencode_openai.core.events import TurnEvent
+from opencode_openai.core.metrics import GatewayMetrics, observe_turn
+from opencode_openai.core.plan import TurnPlan
+from opencode_openai.core.settings import GatewayConfig
+
+__all__ = ["JSON", "backend", "collected", "primed", "stream_response", "turn_events"]
+
+T = TypeVar("T")
+
+JSON = {"Content-Type": "application/json"}
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+TurnEvents = AsyncGenerator[TurnEvent, None]
+
+
+def backend() -> OpenCodeBackend:
+    """The request's backend, once it can take turns (else 503)."""
+    backend: OpenCodeBackend = request.state.backend
+    backend.ensure_ready()
+    return backend
+
+
+def turn_events(plan: TurnPlan) -> TurnEvents:
+    """The plan's turn, bounded by OPENAI_PROXY_TIMEOUT from the request's arrival, observed."""
+    config: GatewayConfig = request.state.config
+    metrics: GatewayMetrics = request.state.metrics
+    deadline = Deadline.after(config.timeout_s, start=request.state.arrived)
+    return observe_turn(run_turn(request.state.backend, plan, deadline=deadline), metrics)
+
+
+async def _cancel_on_disconnect(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; if the client disconnects first, cancel it (its `finally` aborts the turn).
+
+    Starlette cancels a streamed body on disconnect by itself, not a handler's own work.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        # The body was already read, so the next message can only be the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+
+
+async def collected(events: TurnEvents) -> list[TurnEvent]:
+    """Every event of the turn, for a JSON answer."""
+
+    async def collect() -> list[TurnEvent]:
+        async with contextlib.aclosing(events):
+            return [event async for event in events]
+
+    return await _cancel_on_disconnect(collect())
+
+
+async def primed(events: TurnEvents) -> TurnEvents:
+    """The turn's events once the first has come, for a stream.
+
+    Until the first event a failure (capacity, provider error, timeout) still gets its own
+    HTTP status; after it, only an error event inside the stream.
+    """
+    try:
+        first = await _cancel_on_disconnect(anext(events))
+    except BaseException:
+        await events.aclose()
+        raise
+
+    async def chained() -> TurnEvents:
+        async with contextlib.aclosing(events):
+            yield first
+            async for event in events:
+                yield event
+
+    return chained()
+
+
+def stream_response(frames: AsyncIterable[bytes]) -> StreamingResponse:
+    return StreamingResponse(frames, media_type="text/event-stream", headers=_SSE_HEADERS)
