@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from opencode_openai.backend.workspace import STRUCTURED_OUTPUT
+from opencode_openai.backend.plugin_contract import STRUCTURED_OUTPUT
 from opencode_openai.core.errors import BackendError, GatewayError, UpstreamFailed
 from opencode_openai.core.events import (
     FinishReason,

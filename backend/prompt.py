@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opencode_openai.backend.workspace import AGENT, PLUGIN_KEY
+from opencode_openai.backend.plugin_contract import AGENT, METADATA_KEY
 from opencode_openai.core.plan import (
     AssistantMessage,
     ImagePart,
@@ -111,7 +111,7 @@ def prompt_body(plan: TurnPlan) -> dict[str, Any]:
             {
                 "type": "text",
                 "text": _last_user_text(plan) or " ",
-                "metadata": {PLUGIN_KEY: request},
+                "metadata": {METADATA_KEY: request},
             }
         ],
     }

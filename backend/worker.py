@@ -23,7 +23,8 @@ from opencode_openai.backend.client import connection_pool
 from opencode_openai.backend.instance import WorkspaceInstance
 from opencode_openai.backend.limiter import TurnLimiter
 from opencode_openai.backend.process import OpenCodeProcess, find_opencode
-from opencode_openai.backend.workspace import AGENT, prepare_workspace, toolset_key
+from opencode_openai.backend.plugin_contract import AGENT
+from opencode_openai.backend.workspace import prepare_workspace, toolset_key
 from opencode_openai.core.errors import BackendUnavailable, GatewayError
 from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import ClientTool

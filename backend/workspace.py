@@ -14,32 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from opencode_openai.backend.plugin_contract import (
+    AGENT,
+    PLUGIN_PATH,
+    STRUCTURED_OUTPUT,
+    TOOLS_FILE,
+)
 from opencode_openai.core.plan import ClientTool
 
-__all__ = [
-    "AGENT",
-    "PLUGIN_KEY",
-    "PLUGIN_PATH",
-    "STRUCTURED_OUTPUT",
-    "TOOLS_FILE",
-    "prepare_workspace",
-    "toolset_key",
-]
-
-AGENT = "opencode-openai"
-#: The prompt part metadata key under which the plugin finds the request.
-PLUGIN_KEY = "opencode-openai"
-PLUGIN_PATH = Path(
-    str(resources.files("opencode_openai.backend").joinpath("plugin/opencode-openai.js"))
-)
-#: Read by the plugin at instance start; must match TOOLS_FILE in plugin/opencode-openai.js.
-TOOLS_FILE = "opencode-openai.tools.json"
-#: OpenCode's internal tool for `format` (response_format); it runs no host code.
-STRUCTURED_OUTPUT = "StructuredOutput"
+__all__ = ["prepare_workspace", "toolset_key"]
 
 
 def toolset_key(tools: tuple[ClientTool, ...]) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from opencode_openai.backend.workspace import AGENT
+from opencode_openai.backend.plugin_contract import AGENT, METADATA_KEY
 
 from .procs import Meter, OpenCodeTarget
 
@@ -233,7 +233,7 @@ class OpenCodeDriver:
         body = {
             "agent": AGENT,
             "model": {"providerID": PROVIDER, "modelID": MODEL},
-            "parts": [{"type": "text", "text": PROMPT, "metadata": {"opencode-openai": request}}],
+            "parts": [{"type": "text", "text": PROMPT, "metadata": {METADATA_KEY: request}}],
         }
         try:
             response = await self.client.post(

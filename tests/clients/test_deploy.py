@@ -6,7 +6,6 @@
 - deploy/systemd/opencode-openai.service passes `systemd-analyze verify`.
 - deploy/Dockerfile follows the install steps; no Docker engine runs here, so it is checked as
   text only.
-- The README shows the same nginx config and unit file as deploy/.
 """
 
 from __future__ import annotations
@@ -222,14 +221,3 @@ def test_dockerfile_follows_the_install_steps() -> None:
     assert "USER opencode-openai" in text
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     assert {".venv", "node_modules", ".git"} <= set(ignore)
-
-
-@pytest.mark.parametrize(
-    ("fence", "path"), [("nginx", NGINX_SITE), ("ini", UNIT)], ids=["nginx", "systemd"]
-)
-def test_readme_shows_the_deploy_files(fence: str, path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(rf"^```{fence}\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
-    assert path.read_text() in blocks, (
-        f"README.md's ```{fence} block differs from {path.relative_to(ROOT)}"
-    )

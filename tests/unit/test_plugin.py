@@ -13,9 +13,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from opencode_openai.backend import plugin_contract, turn, workspace
+from opencode_openai.backend import plugin_contract, prompt, workspace
 from opencode_openai.core.models import ModelRef
-from opencode_openai.core.plan import ClientTool, TurnPlan
+from opencode_openai.core.plan import (
+    AssistantMessage,
+    ClientTool,
+    Sampling,
+    TextPart,
+    TurnPlan,
+    UserMessage,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_TESTS = ROOT / "tests" / "plugin"
@@ -60,20 +67,20 @@ WEATHER = ClientTool(
 
 PLAN = TurnPlan(
     model=ModelRef("fake", "fake-model"),
-    system=["Be brief."],
-    messages=[
-        {"role": "user", "parts": [{"type": "text", "text": "hello"}]},
-        {"role": "assistant", "parts": [{"type": "text", "text": "hi"}]},
-        {"role": "user", "parts": [{"type": "text", "text": "weather?"}]},
-    ],
-    params={"temperature": 0.25},
+    system=("Be brief.",),
+    messages=(
+        UserMessage((TextPart("hello"),)),
+        AssistantMessage("hi"),
+        UserMessage((TextPart("weather?"),)),
+    ),
+    sampling=Sampling(temperature=0.25),
     tools=(WEATHER,),
 )
 
 
 def test_the_gateway_writes_the_contract_names(tmp_path: Path) -> None:
     """The prompt body and workspace files the gateway writes use plugin_contract's names."""
-    body = turn._prompt_body(PLAN)
+    body = prompt.prompt_body(PLAN)
     assert body["agent"] == plugin_contract.AGENT
     assert [list(part.get("metadata", {})) for part in body["parts"]] == [
         [plugin_contract.METADATA_KEY]
@@ -111,7 +118,7 @@ def test_the_plugin_reads_what_the_gateway_writes(tmp_path: Path) -> None:
     """Both sides at once: the workspace and prompt body the gateway's Python writes, as the
     plugin itself reads them (tools file name, metadata key, StructuredOutput)."""
     directory = workspace.prepare_workspace(tmp_path / "toolset", (WEATHER,))
-    seen = _plugin_sees(directory, turn._prompt_body(PLAN), tmp_path)
+    seen = _plugin_sees(directory, prompt.prompt_body(PLAN), tmp_path)
     assert seen == {
         "agents": {plugin_contract.AGENT: plugin_contract.AGENT_READY_DESCRIPTION},
         "tools": {
