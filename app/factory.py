@@ -22,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from opencode_openai.app.access_log import AccessLog
 from opencode_openai.app.body_guard import BodyGuard
 from opencode_openai.app.body_validator import validator_map
+from opencode_openai.app.state_lock import hold_state_dir
 from opencode_openai.backend import OpenCodeBackend
 from opencode_openai.core.errors import (
     AuthenticationFailed,
@@ -118,12 +119,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: ConnexionMiddleware) -> AsyncIterator[dict[str, Any]]:
-        backend = OpenCodeBackend(config, on_ready=on_ready)
-        backend.start_in_background()
-        try:
-            yield {"backend": backend, "config": config, "metrics": metrics}
-        finally:
-            await backend.stop()
+        with hold_state_dir(config.state_dir):
+            backend = OpenCodeBackend(config, on_ready=on_ready)
+            backend.start_in_background()
+            try:
+                yield {"backend": backend, "config": config, "metrics": metrics}
+            finally:
+                await backend.stop()
 
     spec = load_spec(auth=config.auth)
     # Responses are checked against the spec by the contract suite, not on every request, so

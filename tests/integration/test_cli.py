@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import STATE_DIR, free_port, opencode_config
+from tests.support.gateway import free_port, fresh_state_dir, opencode_config
 
 COMMAND = [sys.executable, "-m", "opencode_openai.cli.main", "server-openai"]
 
@@ -105,7 +105,7 @@ def started(
             "--opencode-config",
             str(config),
             "--state-dir",
-            str(STATE_DIR),
+            str(fresh_state_dir()),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -190,7 +190,7 @@ def test_sigterm_lets_running_streams_finish_within_the_grace(
             "--opencode-config",
             str(config),
             "--state-dir",
-            str(STATE_DIR),
+            str(fresh_state_dir()),
             "--key",
             "sk-graceful",
             "--shutdown-grace",

@@ -5,8 +5,10 @@ The gateway is built by the same `create_app` the CLI uses; only the config diff
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -127,10 +129,25 @@ class GatewayServer:
             self._thread.join(30)
 
 
-#: One state dir for every gateway a test run starts (in-process and CLI): its isolated OpenCode
-#: home then installs OpenCode's plugin SDK once per run (~12 s), not once per gateway. Per run,
-#: because the generated OpenCode config in it names this run's fake upstream.
+#: This run's gateway state: a state dir per gateway under it (each running gateway holds its
+#: own, app/state_lock.py). Per run, because the generated OpenCode config names this run's fake
+#: upstream; removed when the run ends (conftest.py).
 STATE_DIR = Path(tempfile.gettempdir()) / f"opencode-openai-test-state-{os.getpid()}"
+_state_dirs = itertools.count()
+
+
+def fresh_state_dir() -> Path:
+    """A state dir for one more gateway of this run.
+
+    An isolated OpenCode home installs OpenCode's plugin SDK on its first start (~64 MB,
+    ~12 s): a copy of the first gateway's is put in each new one, so they start in seconds and
+    still share nothing.
+    """
+    directory = STATE_DIR / f"gateway-{next(_state_dirs)}"
+    installed = STATE_DIR / "gateway-0" / "opencode-home" / "config"
+    if installed.is_dir() and not directory.exists():
+        shutil.copytree(installed, directory / "opencode-home" / "config", symlinks=True)
+    return directory
 
 
 def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> GatewayConfig:
@@ -142,14 +159,14 @@ def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> Gatew
         api_keys=(Secret(API_KEY),),
         isolated=True,
         opencode_config=config_file,
-        state_dir=STATE_DIR,
+        state_dir=fresh_state_dir(),
         timeout_s=30.0,
     )
     return replace(config, **overrides)
 
 
 def attached_to(gateway: GatewayServer, **overrides: Any) -> GatewayServer:
-    """Another gateway, in attach mode on `gateway`'s embedded OpenCode (ready in about a second)."""
+    """Another gateway, attached to `gateway`'s embedded OpenCode (ready in about a second)."""
     assert gateway.backend is not None and gateway.backend.workers[0].process is not None
     process = gateway.backend.workers[0].process
     config = replace(
@@ -157,6 +174,7 @@ def attached_to(gateway: GatewayServer, **overrides: Any) -> GatewayServer:
         port=free_port(),
         opencode_url=process.url,
         opencode_password=Secret(process.password),
+        state_dir=fresh_state_dir(),
         **overrides,
     )
     return GatewayServer(config).start()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opencode_openai.cli.main import UsageError, build_parser, config_from_args
+from opencode_openai.cli.main import build_parser, config_from_args
+from opencode_openai.core.settings import GatewayConfig, SettingsError
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +22,7 @@ def no_gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def parse(*argv: str):  # type: ignore[no-untyped-def]
+def parse(*argv: str) -> tuple[GatewayConfig, bool]:
     return config_from_args(build_parser().parse_args(["server-openai", *argv]))
 
 
@@ -57,7 +58,7 @@ def test_keys_never_show_in_repr() -> None:
     "argv", [["--host", "0.0.0.0"], ["--host", "::"], ["--host", "10.0.0.1", "--no-auth"]]
 )
 def test_non_loopback_needs_a_key(argv: list[str]) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(SettingsError):
         parse(*argv)
 
 
@@ -81,5 +82,5 @@ def test_isolated_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_timeout_must_be_positive() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(SettingsError):
         parse("--timeout", "0")
