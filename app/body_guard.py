@@ -11,16 +11,14 @@ Content-Type they sent, which Connexion would otherwise try to parse.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opencode_openai.app.errors import error_answer
 from opencode_openai.core.errors import (
     GatewayError,
     InvalidRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
-    to_openai_error,
 )
 
 __all__ = ["BodyGuard", "send_error"]
@@ -28,9 +26,8 @@ __all__ = ["BodyGuard", "send_error"]
 _JSON_TYPES = ("application/json",)
 
 
-async def send_error(send: Send, exc: BaseException) -> None:
-    status, body, headers = to_openai_error(exc)
-    payload = json.dumps(body).encode()
+async def send_error(scope: Scope, send: Send, exc: BaseException) -> None:
+    status, payload, headers = error_answer(scope["path"], exc)
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
@@ -71,7 +68,7 @@ class BodyGuard:
         try:
             body = await self._read(scope, receive)
         except GatewayError as exc:
-            await send_error(send, exc)
+            await send_error(scope, send, exc)
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in _NO_BODY]
         headers += [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from importlib import resources
@@ -22,6 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from opencode_openai.app.access_log import AccessLog
 from opencode_openai.app.body_guard import BodyGuard
 from opencode_openai.app.body_validator import validator_map
+from opencode_openai.app.errors import error_answer
 from opencode_openai.app.state_lock import hold_state_dir
 from opencode_openai.backend import OpenCodeBackend
 from opencode_openai.core.errors import (
@@ -31,7 +31,6 @@ from opencode_openai.core.errors import (
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
-    to_openai_error,
 )
 from opencode_openai.core.metrics import GatewayMetrics
 from opencode_openai.core.settings import GatewayConfig
@@ -70,13 +69,10 @@ def load_spec(*, auth: bool = True) -> dict[str, Any]:
     return spec
 
 
-def _render(exc: BaseException) -> ConnexionResponse:
-    status, body, headers = to_openai_error(exc)
+def _render(request: ConnexionRequest, exc: BaseException) -> ConnexionResponse:
+    status, body, headers = error_answer(request.url.path, exc)
     return ConnexionResponse(
-        status_code=status,
-        body=json.dumps(body),
-        headers=headers,
-        content_type="application/json",
+        status_code=status, body=body, headers=headers, content_type="application/json"
     )
 
 
@@ -94,7 +90,7 @@ def _as_gateway_error(status: int, detail: str) -> BaseException:
 
 async def _problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, ProblemException)
-    return _render(_as_gateway_error(exc.status, str(exc.detail or exc.title)))
+    return _render(request, _as_gateway_error(exc.status, str(exc.detail or exc.title)))
 
 
 async def _http_exception(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -103,11 +99,11 @@ async def _http_exception(request: ConnexionRequest, exc: Exception) -> Connexio
     error = _as_gateway_error(exc.status_code, str(detail))
     if isinstance(error, GatewayError) and exc.headers:
         error.headers.update(exc.headers)  # e.g. `Allow` on a 405
-    return _render(error)
+    return _render(request, error)
 
 
 async def _any_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    return _render(exc)
+    return _render(request, exc)
 
 
 def create_app(

@@ -14,14 +14,14 @@
         ├── BackendTimeout            504 timeout
         └── UpstreamFailed            502 (status taken from the provider's answer)
 
-Handlers and the backend raise these; `to_openai_error` turns any exception into the body and
-status a client sees, for a JSON reply and for an error event in a stream alike.
+Handlers and the backend raise these; `as_gateway_error` turns any exception into one of them
+(and logs it), and each protocol renders it in its own shape, for a JSON reply and for an error
+event in a stream alike (protocols/openai_errors.py; app/errors.py picks the route's shape).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 __all__ = [
     "AuthenticationFailed",
@@ -29,6 +29,7 @@ __all__ = [
     "BackendTimeout",
     "BackendUnavailable",
     "GatewayError",
+    "InternalError",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",
@@ -37,7 +38,7 @@ __all__ = [
     "UnsupportedMediaType",
     "UnsupportedParameter",
     "UpstreamFailed",
-    "to_openai_error",
+    "as_gateway_error",
 ]
 
 log = logging.getLogger("opencode_openai")
@@ -163,19 +164,21 @@ class UpstreamFailed(BackendError):
             self.code = "upstream_model_not_found"
 
 
-def to_openai_error(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Return (status, body, headers) for any exception; unknown ones become a bare 500."""
+class InternalError(GatewayError):
+    """Anything that is not a GatewayError: a bug. The client learns nothing of its details."""
+
+    code = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__("The gateway failed unexpectedly; the details are in its log.")
+
+
+def as_gateway_error(exc: BaseException) -> GatewayError:
+    """The error a client is told about, logged once here: 4xx as a warning, 5xx as an error
+    (with the traceback of anything unexpected). Each protocol renders it in its own shape."""
     if isinstance(exc, GatewayError):
         level = logging.WARNING if exc.status < 500 else logging.ERROR
         log.log(level, "%s %s: %s", exc.status, type(exc).__name__, exc.message)
-        status, message = exc.status, exc.message
-        err = {"message": message, "type": exc.type, "param": exc.param, "code": exc.code}
-        return status, {"error": err}, dict(exc.headers)
+        return exc
     log.error("unexpected error", exc_info=exc)
-    err = {
-        "message": "The gateway failed unexpectedly; the details are in its log.",
-        "type": "server_error",
-        "param": None,
-        "code": "internal_error",
-    }
-    return 500, {"error": err}, {}
+    return InternalError()

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from opencode_openai.core.errors import to_openai_error
+from opencode_openai.core.errors import as_gateway_error
 from opencode_openai.core.events import TurnEvent, TurnFinished
 from opencode_openai.protocols.openai_chat.response import (
     CompletionMeta,
@@ -20,6 +20,7 @@ from opencode_openai.protocols.openai_chat.response import (
     role_chunk,
     usage_chunk,
 )
+from opencode_openai.protocols.openai_errors import openai_error
 
 __all__ = ["DONE", "frame", "sse_stream"]
 
@@ -46,5 +47,5 @@ async def sse_stream(
                 else:
                     yield frame(chunk_from_event(meta, event))
         except Exception as exc:
-            yield frame(to_openai_error(exc)[1])
+            yield frame(openai_error(as_gateway_error(exc)))
         yield DONE
