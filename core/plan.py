@@ -16,6 +16,7 @@ from opencode_openai.core.models import ModelRef
 __all__ = [
     "AssistantMessage",
     "ClientTool",
+    "ForcedTool",
     "ImagePart",
     "Message",
     "OutputFormat",
@@ -106,6 +107,13 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class ForcedTool:
+    """The model must call a tool: the one named, or any of the client's tools (None)."""
+
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class OutputFormat:
     """The answer must be JSON matching `schema` (OpenCode's structured output)."""
 
@@ -117,7 +125,9 @@ class TurnPlan:
     """What to ask: the model, the exact system texts, the conversation, and how to answer.
 
     `system` are the client's system texts, verbatim and in order; `messages` the
-    conversation, oldest first. `tools` are the client's, offered upstream, never run.
+    conversation, oldest first. `tools` are the client's, offered upstream, never run (a
+    protocol's "none" choice offers none); `tool_choice` forces a call of them, None lets the
+    model choose.
     """
 
     model: ModelRef
@@ -126,3 +136,4 @@ class TurnPlan:
     sampling: Sampling = field(default_factory=Sampling)
     output: OutputFormat | None = None
     tools: tuple[ClientTool, ...] = ()
+    tool_choice: ForcedTool | None = None
