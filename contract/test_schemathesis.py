@@ -9,6 +9,8 @@ small example counts keep the run reproducible and short.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import hypothesis
 import pytest
@@ -18,6 +20,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from contract.openapi_check import SPEC_PATH
 from contract.transport import default_contracts, whole_problems
+from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, GatewayServer
 
 pytestmark = pytest.mark.opencode
@@ -42,7 +45,8 @@ CONFIG = {
 
 
 def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> bool:
-    """The contract checks of the integration tests (stream chunks, OpenAI's schemas) on a fuzzed response."""
+    """The contract checks of the integration tests (stream chunks, OpenAI's schemas) on a
+    fuzzed response."""
     sent = response.request
     request = httpx.Request(str(sent.method), str(sent.url), headers=dict(sent.headers))
     headers = [(name, value) for name, values in response.headers.items() for value in values]
@@ -59,7 +63,8 @@ def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> 
 
 
 def needs_the_key(ctx: CheckContext, response: Response, case: Case) -> bool:
-    """Without the key, every declared operation but /health is 401 (an undeclared method stays 405)."""
+    """Without the key, every declared operation but /health is 401 (an undeclared method
+    stays 405)."""
     if (
         case.operation.path not in OPEN_PATHS
         and case.method.upper() == case.operation.method.upper()
@@ -81,10 +86,20 @@ CHAT_EXAMPLES = [
     {"model": "fake/fake-model", "stream": True, "stream_options": {"include_usage": True},
      "messages": [{"role": "user", "content": "stream with usage"}]},
     {"model": "fake/fake-model", "stream": True,
-     "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": [{"type": "text", "text": "parts"}]}]},
-    {"model": "fake/fake-reasoning-model", "temperature": 0.5, "top_p": 0.9, "max_tokens": 50, "stop": ["END"],
-     "seed": 1, "messages": [{"role": "user", "content": "sampling settings"}]},
+     "messages": [{"role": "system", "content": "Be terse."},
+                  {"role": "user", "content": [{"type": "text", "text": "parts"}]}]},
+    {"model": "fake/fake-reasoning-model", "temperature": 0.5, "top_p": 0.9, "max_tokens": 50,
+     "stop": ["END"], "seed": 1, "messages": [{"role": "user", "content": "sampling settings"}]},
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _the_model_echoes_any_prompt(fake_upstream: fu.FakeUpstream) -> Iterator[None]:
+    """Schemathesis makes up its prompts: whatever of them reaches the model gets an echo,
+    for as long as this module runs (an explicit catch-all, not a default of the fake)."""
+    rule = fake_upstream.script("", fu.echo())
+    yield
+    fake_upstream.remove(rule)
 
 
 @schema.hook
