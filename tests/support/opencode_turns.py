@@ -14,7 +14,9 @@ so a test's marker in any of its messages finds it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ class OpenCodeTurns:
         self._prompted: set[str] = set()
         self._answers: dict[str, _Answer] = {}
         self._status: dict[str, tuple[str, int]] = {}  # session -> (status type, seq)
+        self._texts: dict[str, tuple[str, str]] = {}  # text part -> (message, text so far)
         self._deleted: set[str] = set()
         self._connected = threading.Event()
         self._stopping = False
@@ -69,12 +72,19 @@ class OpenCodeTurns:
         return self
 
     def stop(self) -> None:
+        """Close the stream and end the thread; its connection is gone when this returns."""
         self._stopping = True
         response = self._response
-        if response is not None:
-            response.close()
+        stream = response.extensions.get("network_stream") if response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            # Closing the response would not wake the thread blocked reading it; this does.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
+            if self._thread.is_alive():
+                raise RuntimeError("the OpenCode event follower did not stop")
 
     def __enter__(self) -> OpenCodeTurns:
         return self.start()
@@ -105,6 +115,14 @@ class OpenCodeTurns:
                 if not (idle_since or session_id in self._deleted):
                     return False
             return True
+
+    def answer_text(self, marker: str) -> str:
+        """The text OpenCode has published so far of the answers to prompts carrying ``marker``
+        (deltas included): what the gateway following the same events has been told."""
+        with self._lock:
+            asked = {p.message_id for p in self._prompts if marker in p.text}
+            answers = {mid for mid, a in self._answers.items() if a.parent_id in asked}
+            return "".join(text for mid, text in self._texts.values() if mid in answers)
 
     def wait_over(self, marker: str, timeout: float = 30.0) -> None:
         """Return once the turn(s) of ``marker`` are over in OpenCode; fail after ``timeout``."""
@@ -169,11 +187,17 @@ class OpenCodeTurns:
             seq = self._seq
             if kind == "message.part.updated":
                 part = props.get("part") or {}
+                if part.get("type") == "text" and part.get("messageID") in self._answers:
+                    self._texts[part["id"]] = (part["messageID"], part.get("text") or "")
                 new = part.get("messageID") not in self._prompted
                 if part.get("type") == "text" and part.get("metadata") and new:
                     text = json.dumps(part, ensure_ascii=False)
                     self._prompts.append(_Prompt(seq, part["sessionID"], part["messageID"], text))
                     self._prompted.add(part["messageID"])
+            elif kind == "message.part.delta" and props.get("partID") in self._texts:
+                if props.get("field") == "text":
+                    message_id, text = self._texts[props["partID"]]
+                    self._texts[props["partID"]] = (message_id, text + str(props.get("delta")))
             elif kind == "message.updated":
                 info = props.get("info") or {}
                 if info.get("role") == "assistant":
