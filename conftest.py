@@ -129,6 +129,7 @@ def pytest_terminal_summary(
         terminalreporter.section("unscripted fake upstream requests of no running test", red=True)
         for line in orphans:
             terminalreporter.line(line)
+        terminalreporter.line("(these fail the run: script them, or find which test sent them)")
 
 
 @pytest.fixture(scope="session")
