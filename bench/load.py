@@ -36,7 +36,7 @@ from .procs import Meter, OpenCodeTarget
 log = logging.getLogger("bench")
 
 PROMPT = "hi"
-EXPECTED = "echo: hi"  # the fake upstream's default reply, streamed in three chunks
+EXPECTED = "echo: hi"  # the fake upstream's echo of the prompt, streamed in three chunks
 PROVIDER, MODEL = "fake", "fake-model"
 #: As the gateway's session pool: a session is retired after this many turns.
 MAX_USES = 16

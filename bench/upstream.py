@@ -2,7 +2,7 @@
 
 Run as `python -m bench.upstream`; it prints its base URL on stdout, then serves until its
 stdin closes (the bench holds the other end, so it also goes when the bench dies). Every reply
-is the fake's default, a tiny echo of the prompt in about three streamed chunks. The fake
+is a tiny echo of the prompt in about three streamed chunks (one catch-all rule). The fake
 records every request; the bench sends tens of thousands, so the records are dropped every
 second to keep this process (not what is measured) small.
 """
@@ -17,18 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.fake_upstream import FakeUpstream  # noqa: E402
+from tests.support.fake_upstream import FakeUpstream, echo  # noqa: E402
 
 
 def main() -> int:
     fake = FakeUpstream().start()
+    fake.script("", echo())
     print(fake.base_url, flush=True)
     try:
         while True:
             readable, _, _ = select.select([sys.stdin], [], [], 1.0)
             if readable and not sys.stdin.buffer.read1(4096):
                 return 0  # the bench closed our stdin: it is done (or gone)
-            fake.reset()  # no rules are scripted; this only drops the request records
+            fake.forget_requests()
     finally:
         fake.stop()
 

@@ -14,6 +14,7 @@ deterministic generation and small example counts keep the run reproducible and 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from contract.openapi_check import SPEC_PATH
 from contract.transport import default_contracts, whole_problems
+from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, GatewayServer
 
 pytestmark = pytest.mark.opencode
@@ -127,6 +129,15 @@ CHAT_EXAMPLES = [
     {"model": "fake/fake-reasoning-model", "temperature": 0.5, "top_p": 0.9, "max_tokens": 50,
      "stop": ["END"], "seed": 1, "messages": [{"role": "user", "content": "sampling settings"}]},
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _the_model_echoes_any_prompt(fake_upstream: fu.FakeUpstream) -> Iterator[None]:
+    """Schemathesis makes up its prompts: whatever of them reaches the model gets an echo,
+    for as long as this module runs (an explicit catch-all, not a default of the fake)."""
+    rule = fake_upstream.script("", fu.echo())
+    yield
+    fake_upstream.remove(rule)
 
 
 @schema.hook

@@ -58,10 +58,12 @@ def test_opencode_run_through_the_gateway(
     notes = project / "notes.md"
     fake_upstream.script(
         marker,
+        # The question: the model asks to read the notes.
         fu.tool_calls(fu.ToolCall("read", json.dumps({"filePath": str(notes)}))),
+        # The file's content is in: it answers.
         fu.text("The project has one note."),
     )
-    # Registered last, so it wins for the title request (which also holds the marker).
+    # OpenCode's title request: registered last, so it wins (its messages hold the marker too).
     fake_upstream.script(TITLE_PROMPT, fu.text("A title"))
     for directory in (
         home,

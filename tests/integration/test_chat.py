@@ -11,6 +11,7 @@ import pytest
 
 from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, GatewayServer
+from tests.support.opencode_turns import OpenCodeTurns
 
 pytestmark = pytest.mark.opencode
 
@@ -98,9 +99,11 @@ def test_stream_ends_with_done_and_is_not_buffered(
     with http.stream("POST", "/v1/chat/completions", json=body) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                arrivals.append((time.monotonic(), line[6:]))
+        arrivals.extend(
+            (time.monotonic(), line[6:])
+            for line in response.iter_lines()
+            if line.startswith("data: ")
+        )
     assert arrivals[-1][1] == "[DONE]"
     content_times = [
         t
@@ -141,11 +144,15 @@ def test_multi_turn_history_reaches_upstream_as_sent(
 
 
 def test_no_agent_prompt_environment_or_title_call(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    opencode_turns: OpenCodeTurns,
+    marker: str,
 ) -> None:
     fake_upstream.script(marker, fu.text("ok"))
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}])
-    time.sleep(0.3)  # a hidden title or summary call would come right after the answer
+    # A hidden title or summary call would be made during the turn: wait for its end.
+    opencode_turns.wait_over(marker)
     [received] = fake_upstream.chat_requests(marker)
     assert received.body["messages"] == [{"role": "user", "content": marker}]
     assert "<env>" not in json.dumps(received.body)
@@ -191,7 +198,11 @@ def test_sampling_settings_reach_upstream(
 
 
 def test_upstream_tool_call_runs_nothing_and_makes_one_call(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str, tmp_path: object
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    opencode_turns: OpenCodeTurns,
+    marker: str,
+    tmp_path: object,
 ) -> None:
     target = f"/tmp/opencode-openai-pwned-{time.time_ns()}"
     calls = [
@@ -204,7 +215,7 @@ def test_upstream_tool_call_runs_nothing_and_makes_one_call(
     )
     assert reply.choices[0].finish_reason == "stop"
     assert not reply.choices[0].message.tool_calls
-    time.sleep(1.0)  # an agent loop would have made its next call by now
+    opencode_turns.wait_over(marker)  # an agent loop's next call would come before its end
     assert len(fake_upstream.chat_requests(marker)) == 1
     import os
 

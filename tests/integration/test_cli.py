@@ -76,6 +76,15 @@ def test_help_lists_the_documented_options() -> None:
         assert option in result.stdout
 
 
+def accepting(port: int) -> bool:
+    """Whether something accepts TCP connections on the port (asked without a request)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -226,7 +235,9 @@ def test_sigterm_lets_running_streams_finish_within_the_grace(
                 if "start" in line:
                     break
             proc.send_signal(signal.SIGTERM)
-            time.sleep(1.0)
+            signalled = time.monotonic()
+            # It stops accepting within a second (while the stream runs on).
+            FakeUpstream.wait_for(lambda: not accepting(port), timeout=1.0)
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
             rest = []
@@ -242,6 +253,12 @@ def test_sigterm_lets_running_streams_finish_within_the_grace(
         else:
             assert text != "start " + "more " * 12, "the stream outlived the grace period"
             [received] = fake_upstream.chat_requests(marker)
+            # The abort at the end of the grace closes it at once: give it half a second.
+            with contextlib.suppress(TimeoutError):
+                closed_by = signalled + float(grace) + 0.5
+                fake_upstream.wait_for(
+                    lambda: received.disconnected_at, timeout=closed_by - time.monotonic()
+                )
             assert received.disconnected_at is not None, (
                 "the aborted turn's upstream call was closed"
             )

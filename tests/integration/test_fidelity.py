@@ -12,6 +12,7 @@ import pytest
 
 from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, GatewayServer
+from tests.support.opencode_turns import OpenCodeTurns
 
 pytestmark = pytest.mark.opencode
 
@@ -252,6 +253,7 @@ def test_image_to_a_text_model_is_400(
 def test_upstream_errors_fail_fast_with_the_providers_message(
     client: openai.OpenAI,
     fake_upstream: fu.FakeUpstream,
+    opencode_turns: OpenCodeTurns,
     marker: str,
     reply: fu.Reply,
     status: int,
@@ -265,7 +267,7 @@ def test_upstream_errors_fail_fast_with_the_providers_message(
     assert info.value.status_code == status
     assert fragment in info.value.body["message"]  # type: ignore[index]
     assert elapsed < 2.0, f"took {elapsed:.2f} s"
-    time.sleep(0.5)
+    opencode_turns.wait_over(marker)  # a retry would come before the turn is over
     assert len(fake_upstream.chat_requests(marker)) == 1, "no hidden retry"
 
 
@@ -303,13 +305,19 @@ def test_sessions_return_to_the_pool_bound(
         and backend.workers[0].process is not None
         and backend.workers[0].main is not None
     )
-    time.sleep(0.5)
-    sessions = httpx.get(
-        f"{backend.workers[0].process.url}/session",
-        params={"directory": str(backend.workers[0].main.directory)},
-        auth=("opencode", backend.workers[0].process.password),
-    ).json()
-    assert len(sessions) <= backend.workers[0].main.sessions.max_idle
+    process, main = backend.workers[0].process, backend.workers[0].main
+
+    def sessions() -> list[dict[str, object]]:
+        found: list[dict[str, object]] = httpx.get(
+            f"{process.url}/session",
+            params={"directory": str(main.directory)},
+            auth=("opencode", process.password),
+        ).json()
+        return found
+
+    # The pool deletes the sessions it does not keep in the background: wait for that.
+    fake_upstream.wait_for(lambda: len(sessions()) <= main.sessions.max_idle, timeout=10)
+    assert len(sessions()) <= main.sessions.max_idle
     health = httpx.get(f"{gateway.url}/health").json()
     assert health["backend"]["sessions"]["in_use"] == 0
 

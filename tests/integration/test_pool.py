@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -69,7 +68,7 @@ def test_two_processes_both_serve(
         ]
     assert statuses == [200] * 6
     after = served(pool_gateway)
-    assert all(a > b for a, b in zip(after, before)), (before, after)
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
 
 
 def test_a_conversation_stays_on_its_process(
@@ -87,7 +86,7 @@ def test_a_conversation_stays_on_its_process(
                 == 200
             )
             after = served(pool_gateway)
-            changed.append(tuple(a != b for a, b in zip(after, before)))
+            changed.append(tuple(a != b for a, b in zip(after, before, strict=True)))
             before = after
         if all(w["draining"] is False for w in workers(pool_gateway)):
             assert len(set(changed)) == 1, f"one conversation moved between processes: {changed}"
@@ -107,12 +106,11 @@ def test_processes_are_recycled_without_losing_requests(
             for r in pool.map(lambda i: chat(pool_gateway, f"{marker} {i}"), range(40))
         ]
     assert statuses == [200] * 40, statuses
-    deadline = time.monotonic() + 60
-    while (
-        any(w["draining"] or w["state"] != "ready" for w in workers(pool_gateway))
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.2)
+    # Recycling ends with every worker ready and none draining.
+    fake_upstream.wait_for(
+        lambda: all(not w["draining"] and w["state"] == "ready" for w in workers(pool_gateway)),
+        timeout=60,
+    )
     state = workers(pool_gateway)
     assert sum(w["recycles"] for w in state) > recycles_before
     assert {w["pid"] for w in state} != pids_before

@@ -25,6 +25,7 @@ from tests.support.gateway import (
     attached_to,
     gateway_config,
 )
+from tests.support.opencode_turns import OpenCodeTurns
 
 pytestmark = pytest.mark.opencode
 
@@ -201,7 +202,8 @@ def test_huge_messages_array_is_handled_in_bounded_time(
 def test_beyond_capacity_is_429_with_retry_after(
     tight_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
-    """2 running + 2 queued on tight_gateway: of 7 slow requests at once, 3 at least get 429 at once."""
+    """2 running + 2 queued on tight_gateway: of 7 slow requests at once, 3 at least get 429 at
+    once."""
     fake_upstream.script(marker, fu.text("slow", delay_s=0.3))
     assert chat(tight_gateway, f"{marker} warm-up").status_code == 200
     with ThreadPoolExecutor(7) as pool:
@@ -378,13 +380,17 @@ def test_event_stream_dropped_mid_turn_still_completes(
     wait_ready(fragile_gateway)
     backend = fragile_gateway.backend
     assert backend is not None and backend.workers[0].process is not None
+    process = backend.workers[0].process
     fake_upstream.script(marker, fu.text(["one ", "two ", "three"], chunk_delay_s=0.5))
     result: dict[str, httpx.Response] = {}
     thread = threading.Thread(target=lambda: result.setdefault("r", chat(fragile_gateway, marker)))
-    thread.start()
-    fake_upstream.wait_for(lambda: fake_upstream.chat_requests(marker))
-    time.sleep(0.3)
-    assert drop_connections_to(backend.workers[0].process.port) >= 1
+    with OpenCodeTurns(process.url, process.password) as turns:
+        thread.start()
+        # Mid-turn: OpenCode has published the first words (on the stream the gateway follows
+        # too), the rest comes 0.5 s apart.
+        fake_upstream.wait_for(lambda: turns.answer_text(marker).startswith("one"), timeout=10)
+    # The follower's own connection is closed by now: only the gateway's are dropped.
+    assert drop_connections_to(process.port) >= 1
     thread.join(30)
     response = result["r"]
     assert response.status_code == 200, response.text

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.support import fake_upstream as fu
+from tests.support.opencode_turns import OpenCodeTurns
 
 pytestmark = pytest.mark.opencode
 
@@ -74,7 +75,10 @@ def test_tools_reach_upstream_as_defined(
 
 
 def test_single_tool_call_non_stream(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    opencode_turns: OpenCodeTurns,
+    marker: str,
 ) -> None:
     fake_upstream.script(
         marker, fu.tool_calls(fu.ToolCall("get_weather", '{"city": "Paris"}', id="call_abc"))
@@ -88,7 +92,7 @@ def test_single_tool_call_non_stream(
     assert call.id == "call_abc" and call.type == "function"
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
-    time.sleep(0.5)
+    opencode_turns.wait_over(marker)
     assert len(fake_upstream.chat_requests(marker)) == 1, "the turn stops at the tool call"
 
 
@@ -204,13 +208,19 @@ def test_tool_results_reach_upstream_as_history(
 
 
 def test_agent_loop_with_the_sdk(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    opencode_turns: OpenCodeTurns,
+    marker: str,
 ) -> None:
     """call, result, call, result, answer: the client runs the tools, the gateway carries calls."""
     fake_upstream.script(
         marker,
+        # The question alone: the model asks for the weather.
         fu.tool_calls(fu.ToolCall("get_weather", '{"city": "Lima"}')),
+        # The weather is in: it asks for the time.
         fu.tool_calls(fu.ToolCall("get_time", '{"tz": "America/Lima"}')),
+        # Both are in: it answers.
         fu.text("In Lima it is 18 C at 09:30."),
     )
     local = {
@@ -233,8 +243,10 @@ def test_agent_loop_with_the_sdk(
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
     assert message.content == "In Lima it is 18 C at 09:30."
     assert ran == ["get_weather", "get_time"]
+    opencode_turns.wait_over(marker)
     requests = fake_upstream.chat_requests(marker)
     assert len(requests) == 3
+    assert [r.step for r in requests] == [0, 1, 2], "one upstream call per client request"
     assert requests[2].body["messages"][-1] == {
         "role": "tool",
         "tool_call_id": messages[-1]["tool_call_id"],
@@ -300,9 +312,13 @@ def test_missing_tool_result_is_400(client: openai.OpenAI, marker: str) -> None:
 
 
 def test_opencode_tools_never_run(
-    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    opencode_turns: OpenCodeTurns,
+    marker: str,
 ) -> None:
-    """The upstream asks for OpenCode's own tools, and for a client tool named like one: nothing runs."""
+    """The upstream asks for OpenCode's own tools, and for a client tool named like one: nothing
+    runs."""
     target = f"/tmp/opencode-openai-tool-{time.time_ns()}"
     bash_named_tool = {
         "type": "function",
@@ -338,6 +354,7 @@ def test_opencode_tools_never_run(
     calls = reply.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls] == ["bash"], "only the client's tools come back"
     assert reply.choices[0].finish_reason == "tool_calls"
-    time.sleep(1.0)
+    # Once OpenCode is done with the turn, any tool it ran has run.
+    opencode_turns.wait_over(marker)
     assert not os.path.exists(f"{target}-bash") and not os.path.exists(f"{target}-write")
     assert len(fake_upstream.chat_requests(marker)) == 1

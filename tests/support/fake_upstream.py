@@ -4,12 +4,26 @@ The integration tests run a real ``opencode serve`` whose custom provider
 (``@ai-sdk/openai-compatible``) points at ``FakeUpstream.base_url``; the tests also
 talk to the fake directly. It answers ``POST /v1/chat/completions`` (streamed as
 SSE or not) and ``GET /v1/models`` the way OpenAI does, so what the gateway sees is
-exactly what a real provider would have produced, but scripted: a test registers
-replies for requests whose messages contain a marker string of its own, which keeps
-tests that share one fake from seeing each other's replies. Replies cover text,
-reasoning, tool calls, error statuses, a server that hangs, a stream cut off midway
-and garbage bodies. Every request is recorded, with the moment the client hung up,
-so tests can assert that an abort really closed the upstream connection.
+exactly what a real provider would have produced, but scripted.
+
+A test scripts what the model does for requests whose messages contain a marker
+string of its own (which keeps tests that share one fake apart), step by step: the
+reply to a request depends on the request alone, namely on how many assistant turns
+its conversation already holds, never on the order in which requests arrive::
+
+    fake.script(marker, text("Hello"))            # whatever the conversation holds
+    fake.script(
+        marker,
+        tool_calls(ToolCall("get_weather", '{"city": "Lima"}')),  # step 0: the question
+        text("It is 18 C in Lima."),  # step 1: the tool result is in the history
+    )
+
+A request no rule answers (no marker matches, or a step past the script) gets an
+error and is recorded in ``FakeUpstream.unscripted``; the test fixtures fail the test
+that sent it. Replies cover text, reasoning, tool calls, an echo of the prompt, error
+statuses, a server that hangs, a stream cut off midway and garbage bodies. Every
+request is recorded, with the moment the client hung up (so tests can assert that an
+abort really closed the upstream connection) and how far its reply got.
 """
 
 from __future__ import annotations
@@ -126,6 +140,34 @@ class Garbage(Reply):
     body: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Echo(Reply):
+    """A completion whose content is ``prefix`` and the text of the last user message."""
+
+    prefix: str = "echo: "
+
+
+@dataclass(eq=False)
+class InArrivalOrder:
+    """Successive requests at one step get ``replies`` one after the other, in arrival order.
+
+    For the one case where order is the point: the same request sent twice (a retry) that
+    must be answered differently. Past the last reply, a request is unscripted. (The fake
+    takes replies under its lock.)
+    """
+
+    replies: tuple[Reply, ...]
+    served: int = 0
+
+    def take(self) -> Reply | None:
+        self.served += 1
+        return self.replies[self.served - 1] if self.served <= len(self.replies) else None
+
+
+Step = Reply | InArrivalOrder
+"""What the model does at one step of a conversation: a reply, or replies in arrival order."""
+
+
 def text(
     content: str | Sequence[str] = "ok",
     *,
@@ -219,6 +261,20 @@ def garbage(body: str | None = None) -> Garbage:
     return Garbage(body=body)
 
 
+def echo(prefix: str = "echo: ") -> Echo:
+    """A completion repeating the last user message after ``prefix`` (in about three chunks)."""
+    return Echo(prefix=prefix)
+
+
+def in_arrival_order(*replies: Reply) -> InArrivalOrder:
+    """One step answered by arrival: the first request gets ``replies[0]``, the next the
+    second, and so on; one more is unscripted. Only for a request that is repeated on
+    purpose (a retry); everything else is scripted by the state of its conversation."""
+    if not replies:
+        raise ValueError("in_arrival_order() needs at least one reply")
+    return InArrivalOrder(tuple(replies))
+
+
 def _split(value: str, parts: int = 3) -> tuple[str, ...]:
     """Cut ``value`` into about ``parts`` pieces, so streams really arrive in fragments."""
     if not value:
@@ -236,10 +292,13 @@ def _chunks(value: str | Sequence[str]) -> tuple[str, ...]:
 
 @dataclass
 class RecordedRequest:
-    """One request the fake received.
+    """One request the fake received; ``seq`` numbers requests in arrival order.
 
     ``disconnected_at`` (``time.monotonic()``) is set when the client closed the
     connection before the reply was complete; the fake notices within milliseconds.
+    ``chunks_sent`` counts the SSE events (or, not streaming, body parts) sent so far, and
+    ``ended_at`` is set once the fake is done with the request, whoever ended it.
+    ``unscripted`` marks a request that no rule answered (it got an error).
     """
 
     path: str
@@ -247,7 +306,16 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     received_at: float
+    seq: int = 0
     disconnected_at: float | None = None
+    chunks_sent: int = 0
+    ended_at: float | None = None
+    unscripted: bool = False
+
+    @property
+    def step(self) -> int:
+        """How many assistant turns the conversation already holds: the step it is at."""
+        return conversation_step(self.body)
 
 
 def _messages_json(body: Any) -> str:
@@ -272,16 +340,35 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-@dataclass
-class _Rule:
-    match: str
-    replies: tuple[Reply, ...]
-    served: int = 0
+def conversation_step(body: Any) -> int:
+    """The number of assistant messages in a chat request: 0 for the opening question, 1
+    once the model has answered (or called a tool) and the conversation went on, ..."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return 0
+    return sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
 
-    def next_reply(self) -> Reply:
-        reply = self.replies[min(self.served, len(self.replies) - 1)]
-        self.served += 1
-        return reply
+
+@dataclass(eq=False)
+class Rule:
+    """What the model does for requests whose messages contain ``match``, step by step.
+
+    One step answers every request, whatever its conversation holds; several answer by
+    position: ``steps[i]`` for a conversation holding ``i`` assistant turns, and a
+    conversation past the last step is unscripted.
+    """
+
+    match: str
+    steps: tuple[Step, ...]
+
+    def reply_for(self, step: int) -> Reply | None:
+        if len(self.steps) == 1:
+            chosen = self.steps[0]
+        elif step < len(self.steps):
+            chosen = self.steps[step]
+        else:
+            return None
+        return chosen.take() if isinstance(chosen, InArrivalOrder) else chosen
 
 
 # --- Wire format ---------------------------------------------------------------------
@@ -410,19 +497,26 @@ class _Playback(Response):
         self._done = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def watch() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                if not self._done:
-                    self._fake._note_disconnect(self._record, time.monotonic())
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    if not self._done:
+                        self._fake._note_disconnect(self._record, time.monotonic())
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await anyio.sleep(self._reply.delay_s)
+                await self._play(scope, send)
                 group.cancel_scope.cancel()
+        finally:
+            self._record.ended_at = time.monotonic()
 
-            group.start_soon(watch)
-            await anyio.sleep(self._reply.delay_s)
-            await self._play(scope, send)
-            group.cancel_scope.cancel()
+    async def _body(self, send: Send, body: bytes, *, more: bool) -> None:
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+        self._record.chunks_sent += 1
 
     async def _play(self, scope: Scope, send: Send) -> None:
         reply = self._reply
@@ -455,7 +549,7 @@ class _Playback(Response):
         for i, event in enumerate(events[:cut]):
             if i:
                 await anyio.sleep(reply.chunk_delay_s)
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+            await self._body(send, event, more=True)
         if reply.hang_after_chunks is not None:
             await anyio.sleep_forever()
         elif reply.close_after_chunks is not None:
@@ -463,7 +557,7 @@ class _Playback(Response):
         else:
             await anyio.sleep(reply.chunk_delay_s)
             self._done = True
-            await send({"type": "http.response.body", "body": _sse("[DONE]")})
+            await self._body(send, _sse("[DONE]"), more=False)
 
     async def _play_whole(self, reply: Completion, scope: Scope, send: Send) -> None:
         cid, created = self._fake._next_completion_id(), int(time.time())
@@ -473,9 +567,7 @@ class _Playback(Response):
         elif reply.close_after_chunks is not None:
             headers = {**_JSON, "content-length": str(len(body))}
             await send({"type": "http.response.start", "status": 200, "headers": _raw(headers)})
-            await send(
-                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
-            )
+            await self._body(send, body[: len(body) // 2], more=True)
             await self._drop(scope)
         else:
             await self._finish(send, 200, _JSON, body)
@@ -483,7 +575,7 @@ class _Playback(Response):
     async def _finish(self, send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
         self._done = True
         await send({"type": "http.response.start", "status": status, "headers": _raw(headers)})
-        await send({"type": "http.response.body", "body": body})
+        await self._body(send, body, more=False)
 
     async def _drop(self, scope: Scope) -> None:
         """Cut the connection under the half-sent response, then wait to be cancelled."""
@@ -501,9 +593,10 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rules: list[_Rule] = []
+        self._rules: list[Rule] = []
         self._records: list[RecordedRequest] = []
         self._ids = itertools.count(1)
+        self._next_seq = 0
         self._port: int | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -581,16 +674,26 @@ class FakeUpstream:
 
     # Scripting and records
 
-    def script(self, match: str, *replies: Reply) -> None:
-        """Answer requests whose serialized messages contain ``match`` with ``replies``.
+    def script(self, match: str, *steps: Step) -> Rule:
+        """Script what the model does for requests whose messages contain ``match``.
 
-        Each matching request takes the next reply; the last one then repeats. The
-        newest rule wins when several match.
+        ``steps`` are its replies at each step of the conversation: ``steps[i]`` answers a
+        request whose messages already hold ``i`` assistant turns (so in a tool round trip
+        the call is step 0 and the answer to the tool's result step 1). A request past the
+        last step is unscripted. A single step answers at every step: "the model says this".
+        The newest rule wins when several match; ``remove()`` takes one back.
         """
-        if not replies:
-            raise ValueError("script() needs at least one reply")
+        if not steps:
+            raise ValueError("script() needs at least one step")
+        rule = Rule(match, tuple(steps))
         with self._lock:
-            self._rules.append(_Rule(match, replies))
+            self._rules.append(rule)
+        return rule
+
+    def remove(self, rule: Rule) -> None:
+        """Take back a rule ``script()`` returned."""
+        with self._lock:
+            self._rules.remove(rule)
 
     def reset(self) -> None:
         """Forget all rules and recorded requests."""
@@ -598,11 +701,28 @@ class FakeUpstream:
             self._rules.clear()
             self._records.clear()
 
+    def forget_requests(self) -> None:
+        """Drop the recorded requests, keeping the rules (for long runs: the bench)."""
+        with self._lock:
+            self._records.clear()
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request so far, oldest first (a new list of the live records)."""
         with self._lock:
             return list(self._records)
+
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next request will get: requests since a moment are those at or
+        above what this said then."""
+        with self._lock:
+            return self._next_seq
+
+    @property
+    def unscripted(self) -> list[RecordedRequest]:
+        """The requests no rule answered, oldest first."""
+        return [r for r in self.requests if r.unscripted]
 
     def chat_requests(self, match: str | None = None) -> list[RecordedRequest]:
         """The chat completion requests, only those whose messages contain ``match`` if given."""
@@ -644,42 +764,71 @@ class FakeUpstream:
             connection.transport.close()
         self._server.should_exit = True
 
-    async def _record(self, request: Request) -> RecordedRequest:
+    async def _read(self, request: Request) -> RecordedRequest:
         received_at = time.monotonic()
         raw = await request.body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        record = RecordedRequest(
+        return RecordedRequest(
             path=request.url.path,
             method=request.method,
             headers=dict(request.headers),
             body=body,
             received_at=received_at,
         )
-        with self._lock:
-            self._records.append(record)
-        return record
+
+    def _keep(self, record: RecordedRequest) -> None:
+        """Number and record a request (with the lock held), once its answer is chosen."""
+        record.seq = self._next_seq
+        self._next_seq += 1
+        self._records.append(record)
 
     async def _chat(self, request: Request) -> Response:
-        record = await self._record(request)
-        if not isinstance(record.body, dict):
-            return _Playback(
-                self, record, error(400, "We could not parse the JSON body of your request.")
-            )
-        return _Playback(self, record, self._pick(record.body))
-
-    def _pick(self, body: dict[str, Any]) -> Reply:
-        haystack = _messages_json(body)
+        record = await self._read(request)
         with self._lock:
-            for rule in reversed(self._rules):
-                if rule.match in haystack:
-                    return rule.next_reply()
-        return text("echo: " + _last_user_text(body))
+            if isinstance(record.body, dict):
+                reply = self._pick(record)
+            else:
+                reply = error(400, "We could not parse the JSON body of your request.")
+            self._keep(record)
+        return _Playback(self, record, reply)
+
+    def _pick(self, record: RecordedRequest) -> Reply:
+        """The reply of the newest rule matching the request, for its step (lock held)."""
+        haystack = _messages_json(record.body)
+        rule = next((r for r in reversed(self._rules) if r.match in haystack), None)
+        if rule is None:
+            return self._unscripted(record, "no rule matches its messages")
+        reply = rule.reply_for(record.step)
+        if reply is None:
+            why = (
+                f"the rule for {rule.match!r} scripts steps 0 to {len(rule.steps) - 1}"
+                if record.step >= len(rule.steps) > 1
+                else f"the in_arrival_order() replies for {rule.match!r} are used up"
+            )
+            return self._unscripted(record, why)
+        if isinstance(reply, Echo):
+            return text(reply.prefix + _last_user_text(record.body), delay_s=reply.delay_s)
+        return reply
+
+    @staticmethod
+    def _unscripted(record: RecordedRequest, why: str) -> ErrorReply:
+        record.unscripted = True
+        last = _last_user_text(record.body)[-200:]
+        return error(
+            400,
+            f"The fake upstream has no script for this request ({why}; step {record.step}, "
+            f"last user message {last!r}). Script it with FakeUpstream.script().",
+            code="unscripted_request",
+        )
 
     async def _models(self, request: Request) -> Response:
-        await self._record(request)
+        record = await self._read(request)
+        with self._lock:
+            self._keep(record)
+        record.ended_at = time.monotonic()
         models = [
             {"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"}
             for m in MODEL_IDS
@@ -687,7 +836,11 @@ class FakeUpstream:
         return JSONResponse({"object": "list", "data": models})
 
     async def _not_found(self, request: Request) -> Response:
-        await self._record(request)
+        record = await self._read(request)
+        record.unscripted = True
+        with self._lock:
+            self._keep(record)
+        record.ended_at = time.monotonic()
         reply = error(
             404, f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url"
         )

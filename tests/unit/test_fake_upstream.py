@@ -24,9 +24,11 @@ from tests.support.fake_upstream import (
     FakeUpstream,
     ToolCall,
     Usage,
+    echo,
     error,
     garbage,
     hang,
+    in_arrival_order,
     invalid_api_key,
     rate_limited,
     server_error,
@@ -76,7 +78,8 @@ def test_base_url_and_models(fake: FakeUpstream, http: httpx.Client) -> None:
     assert (record.method, record.path, record.body) == ("GET", "/v1/models", None)
 
 
-def test_default_reply_echoes_the_last_user_message(fake: FakeUpstream, sdk: openai.OpenAI) -> None:
+def test_echo_repeats_the_last_user_message(fake: FakeUpstream, sdk: openai.OpenAI) -> None:
+    fake.script("", echo())
     messages: Any = [
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "x"},
@@ -96,7 +99,8 @@ def test_default_reply_echoes_the_last_user_message(fake: FakeUpstream, sdk: ope
     assert record.headers["authorization"] == "Bearer x"
 
 
-def test_stream_through_the_sdk(sdk: openai.OpenAI) -> None:
+def test_stream_through_the_sdk(fake: FakeUpstream, sdk: openai.OpenAI) -> None:
+    fake.script("hello", echo())
     stream = sdk.chat.completions.create(
         model="fake-model",
         messages=[{"role": "user", "content": "hello there"}],
@@ -114,7 +118,8 @@ def test_stream_through_the_sdk(sdk: openai.OpenAI) -> None:
     assert chunks[-1].usage.prompt_tokens == 10
 
 
-def test_stream_is_proper_sse(http: httpx.Client) -> None:
+def test_stream_is_proper_sse(fake: FakeUpstream, http: httpx.Client) -> None:
+    fake.script("raw", echo())
     response = http.post("/chat/completions", json=chat("raw", stream=True, model="m1"))
     assert response.headers["content-type"].startswith("text/event-stream")
     blocks = response.text.split("\n\n")
@@ -136,27 +141,122 @@ def test_stream_is_proper_sse(http: httpx.Client) -> None:
         "logprobs": None,
     }
     assert all("usage" not in c for c in chunks), "usage only when stream_options asks for it"
+    [record] = fake.chat_requests("raw")
+    assert record.chunks_sent == len(blocks) - 1 and record.ended_at is not None
 
 
-def test_rules_take_replies_in_turn_and_the_newest_rule_wins(
+def conversation(marker: str, assistant_turns: int) -> list[dict[str, Any]]:
+    """A conversation holding ``assistant_turns`` tool round trips after the question."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": f"question {marker}"}]
+    for n in range(assistant_turns):
+        call = {"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        messages.append({"role": "tool", "tool_call_id": f"c{n}", "content": f"result {n}"})
+    return messages
+
+
+def test_replies_follow_the_step_of_the_conversation(
     fake: FakeUpstream, http: httpx.Client
 ) -> None:
-    def answer(prompt: str) -> str:
+    def answer(messages: list[dict[str, Any]]) -> httpx.Response:
+        return http.post("/chat/completions", json={"model": "m", "messages": messages})
+
+    def content(messages: list[dict[str, Any]]) -> str:
+        return str(answer(messages).json()["choices"][0]["message"]["content"])
+
+    fake.script("[m1]", text("zero"), text("one"), text("two"))
+    # Any order, any repetition: the reply depends on the conversation, not on arrivals.
+    assert [content(conversation("[m1]", n)) for n in (2, 0, 1, 0, 2)] == [
+        "two",
+        "zero",
+        "one",
+        "zero",
+        "two",
+    ]
+    assert [r.step for r in fake.chat_requests("[m1]")] == [2, 0, 1, 0, 2]
+    assert fake.unscripted == []
+    past = answer(conversation("[m1]", 3))
+    assert past.status_code == 400 and past.json()["error"]["code"] == "unscripted_request"
+    assert "steps 0 to 2" in past.json()["error"]["message"]
+    assert fake.unscripted == fake.chat_requests("[m1]")[-1:]
+
+
+def test_one_step_answers_every_step_and_the_newest_rule_wins(
+    fake: FakeUpstream, http: httpx.Client
+) -> None:
+    def content(messages: list[dict[str, Any]]) -> str:
+        response = http.post("/chat/completions", json={"model": "m", "messages": messages})
+        return str(response.json()["choices"][0]["message"]["content"])
+
+    fake.script("[m1]", text("always"))
+    assert [content(conversation("[m1]", n)) for n in (0, 1, 5)] == ["always"] * 3
+    newer = fake.script("[m1]", text("newer"))
+    assert content(conversation("a [m1] b", 0)) == "newer"
+    fake.remove(newer)
+    assert content(conversation("[m1]", 0)) == "always"
+    assert len(fake.chat_requests("[m1]")) == 5 and fake.unscripted == []
+    fake.reset()
+    assert fake.requests == []
+    assert http.post("/chat/completions", json=chat("[m1]")).status_code == 400
+    assert len(fake.unscripted) == 1
+
+
+def test_unscripted_requests_fail_loudly_and_are_recorded(
+    fake: FakeUpstream, sdk: openai.OpenAI, http: httpx.Client
+) -> None:
+    fake.script("[known]", text("scripted"))
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "nobody scripted this"}]
+        )
+    assert caught.value.code == "unscripted_request"
+    assert "nobody scripted this" in caught.value.message
+    before = fake.next_seq
+    with pytest.raises(openai.BadRequestError):
+        list(
+            sdk.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "nor this"}], stream=True
+            )
+        )
+    assert http.get("/embeddings").status_code == 404
+    assert http.get("/models").status_code == 200
+    answered = http.post("/chat/completions", json=chat("[known]"))
+    assert answered.json()["choices"][0]["message"]["content"] == "scripted"
+    assert [(r.path, r.seq >= before) for r in fake.unscripted] == [
+        ("/v1/chat/completions", False),
+        ("/v1/chat/completions", True),
+        ("/v1/embeddings", True),
+    ]
+    assert [r.seq for r in fake.requests] == list(range(before - 1, before + 4))
+
+
+def test_in_arrival_order_is_the_named_way_to_answer_a_repeat(
+    fake: FakeUpstream, http: httpx.Client
+) -> None:
+    fake.script("[retry]", in_arrival_order(rate_limited(), text("second try")))
+    first = http.post("/chat/completions", json=chat("[retry]"))
+    second = http.post("/chat/completions", json=chat("[retry]"))
+    third = http.post("/chat/completions", json=chat("[retry]"))
+    assert first.status_code == 429
+    assert second.json()["choices"][0]["message"]["content"] == "second try"
+    assert third.status_code == 400 and "used up" in third.json()["error"]["message"]
+    assert fake.unscripted == fake.chat_requests("[retry]")[2:]
+
+
+def test_concurrent_steps_of_one_conversation_get_their_own_replies(
+    fake: FakeUpstream, http: httpx.Client
+) -> None:
+    """What answering in arrival order got wrong: simultaneous requests of one script."""
+    fake.script("[loop]", *(text(f"step {n}", delay_s=0.05 * (8 - n)) for n in range(8)))
+
+    def ask(n: int) -> str:
+        body = {"model": "m", "messages": conversation("[loop]", n)}
         return str(
-            http.post("/chat/completions", json=chat(prompt)).json()["choices"][0]["message"][
-                "content"
-            ]
+            http.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
         )
 
-    fake.script("[m1]", text("one"), text("two"))
-    assert [answer("a [m1] b") for _ in range(3)] == ["one", "two", "two"]
-    fake.script("[m1]", text("newer"))
-    assert answer("[m1]") == "newer"
-    assert answer("no marker") == "echo: no marker"
-    assert len(fake.chat_requests("[m1]")) == 4
-    assert len(fake.chat_requests()) == 5
-    fake.reset()
-    assert fake.requests == [] and answer("[m1]") == "echo: [m1]"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(ask, reversed(range(8)))) == [f"step {n}" for n in reversed(range(8))]
 
 
 def test_reasoning_streams_before_the_content(fake: FakeUpstream, sdk: openai.OpenAI) -> None:
@@ -288,14 +388,15 @@ def test_hang_notices_the_client_leaving_at_once(fake: FakeUpstream, http: httpx
 def test_stream_that_hangs_after_some_chunks(fake: FakeUpstream, http: httpx.Client) -> None:
     fake.script("[stall]", text("a b c d e f", hang_after_chunks=2))
     received: list[str] = []
-    with pytest.raises(httpx.ReadTimeout), http.stream(
-        "POST", "/chat/completions", json=chat("[stall]", stream=True), timeout=0.3
-    ) as response:
+    body = chat("[stall]", stream=True)
+    with http.stream("POST", "/chat/completions", json=body, timeout=0.3) as response:
         assert response.status_code == 200
-        received.extend(sse_data(response.iter_lines()))
+        with pytest.raises(httpx.ReadTimeout):
+            received.extend(sse_data(response.iter_lines()))
     gave_up = time.monotonic()
     assert len(received) == 2 and "[DONE]" not in received
     [record] = fake.chat_requests("[stall]")
+    assert record.chunks_sent == 2
     fake.wait_for(lambda: record.disconnected_at, timeout=1)
     assert record.disconnected_at is not None and record.disconnected_at < gave_up + 0.1
 
@@ -305,12 +406,16 @@ def test_stream_closed_midway(
 ) -> None:
     fake.script("[drop]", text("a b c d e f", close_after_chunks=2))
     received: list[str] = []
-    with pytest.raises(httpx.RemoteProtocolError):
-        with http.stream("POST", "/chat/completions", json=chat("[drop]", stream=True)) as response:
-            received.extend(sse_data(response.iter_lines()))
+    body = chat("[drop]", stream=True)
+    with (
+        http.stream("POST", "/chat/completions", json=body) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        received.extend(sse_data(response.iter_lines()))
     assert len(received) == 2
     [record] = fake.chat_requests("[drop]")
-    time.sleep(0.05)
+    # Once the fake is done with the request, a disconnect it took for the client's is noted.
+    fake.wait_for(lambda: record.ended_at, timeout=1)
     assert record.disconnected_at is None, "the server hung up, not the client"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -325,11 +430,11 @@ def test_garbage(fake: FakeUpstream, http: httpx.Client, sdk: openai.OpenAI) -> 
     fake.script("[junk]", garbage())
     whole = http.post("/chat/completions", json=chat("[junk]"))
     assert whole.status_code == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         whole.json()
     with http.stream("POST", "/chat/completions", json=chat("[junk]", stream=True)) as response:
         [payload] = sse_data(response.iter_lines())
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         json.loads(payload)
     fake.script("[junk]", garbage("<html>bad gateway</html>"))
     assert http.post("/chat/completions", json=chat("[junk]")).text == "<html>bad gateway</html>"
@@ -340,8 +445,7 @@ def test_delays(fake: FakeUpstream, http: httpx.Client) -> None:
     start = time.monotonic()
     arrivals: list[float] = []
     with http.stream("POST", "/chat/completions", json=chat("[slow]", stream=True)) as response:
-        for _ in sse_data(response.iter_lines()):
-            arrivals.append(time.monotonic() - start)
+        arrivals.extend(time.monotonic() - start for _ in sse_data(response.iter_lines()))
     assert arrivals[0] >= 0.2
     assert arrivals[2] - arrivals[0] >= 0.18
 
@@ -357,6 +461,7 @@ def test_unparsable_body_and_unknown_path(fake: FakeUpstream, http: httpx.Client
         ("POST", "/v1/chat/completions", None),
         ("GET", "/v1/embeddings", None),
     ]
+    assert [r.path for r in fake.unscripted] == ["/v1/embeddings"]
 
 
 def test_concurrent_requests_get_their_own_replies(fake: FakeUpstream, http: httpx.Client) -> None:
@@ -393,9 +498,11 @@ def test_stop_ends_hanging_requests(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_scripting_mistakes_and_waiting(fake: FakeUpstream) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one step"):
         fake.script("[none]")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one reply"):
+        in_arrival_order()
+    with pytest.raises(ValueError, match="hangs or closes"):
         text("x", hang_after_chunks=1, close_after_chunks=1)
     assert fake.wait_for(lambda: 42) == 42
     with pytest.raises(TimeoutError):
