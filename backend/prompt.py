@@ -49,7 +49,11 @@ def _message(message: Message) -> dict[str, Any]:
     if isinstance(message, AssistantMessage):
         text = {"type": "text", "text": message.text}
         return {"role": "assistant", "parts": [text, *map(_tool_part, message.tool_calls)]}
-    parts = [_user_part(part) for part in message.parts] or [{"type": "text", "text": ""}]
+    parts = [_user_part(part) for part in message.parts]
+    if not any(part.get("text") or part["type"] == "file" for part in parts):
+        # OpenCode 1.18.33 drops empty text from a user message, and a message left with
+        # nothing at all: the upstream would not see the turn (or, alone, get no messages).
+        parts = [{"type": "text", "text": " "}]
     return {"role": "user", "parts": parts}
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from opencode_openai.core.errors import InvalidRequest
+
 __all__ = ["DEFAULT_ALIAS", "CatalogModel", "ModelCatalog", "ModelRef"]
 
 #: Names OpenCode's own default model (its config `model`, else its first provider's default).
@@ -33,6 +35,24 @@ class CatalogModel:
     reasoning: bool
     context_limit: int | None
     output_limit: int | None
+
+    def output_tokens(self, requested: int | None, *, param: str, clamp: bool) -> int | None:
+        """The output token limit to set for a request asking for `requested`.
+
+        Above the model's own limit it is clamped to that limit (clients such as OpenCode and
+        Claude Code ask for 32000 or 64000 whatever the model), or, with `clamp` off, refused
+        with a 400 naming `param`. A clamped call that reaches the limit still ends with the
+        protocol's `length` reason: the provider reports it.
+        """
+        if requested is None or not self.output_limit or requested <= self.output_limit:
+            return requested
+        if clamp:
+            return self.output_limit
+        raise InvalidRequest(
+            f"{param} is too large: {requested}. This model supports at most "
+            f"{self.output_limit} completion tokens.",
+            param=param,
+        )
 
 
 @dataclass(frozen=True)

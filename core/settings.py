@@ -366,6 +366,17 @@ class GatewayConfig:
         check=_positive_s,
         shown_default="120",
     )
+    #: A requested output token limit above the model's: clamp it to the model's, or refuse.
+    max_tokens_over_limit: str = _setting(
+        "clamp",
+        flags=("--max-tokens-over-limit",),
+        env=("OPENCODE_OPENAI_MAX_TOKENS_OVER_LIMIT",),
+        help="a max_tokens above the model's output limit: clamp it to the limit, or reject it "
+        "with 400",
+        metavar="clamp|reject",
+        check=lambda value: None if value in ("clamp", "reject") else "must be clamp or reject",
+        shown_default="clamp",
+    )
     log_level: str = _setting(
         "info",
         flags=("--log-level",),

@@ -22,7 +22,15 @@ from opencode_openai.core.metrics import GatewayMetrics, observe_turn
 from opencode_openai.core.plan import TurnPlan
 from opencode_openai.core.settings import GatewayConfig
 
-__all__ = ["JSON", "backend", "collected", "primed", "stream_response", "turn_events"]
+__all__ = [
+    "JSON",
+    "backend",
+    "clamp_max_tokens",
+    "collected",
+    "primed",
+    "stream_response",
+    "turn_events",
+]
 
 T = TypeVar("T")
 
@@ -37,6 +45,12 @@ def backend() -> OpenCodeBackend:
     backend: OpenCodeBackend = request.state.backend
     backend.ensure_ready()
     return backend
+
+
+def clamp_max_tokens() -> bool:
+    """Whether an output token limit above the model's is clamped (else refused)."""
+    config: GatewayConfig = request.state.config
+    return config.max_tokens_over_limit == "clamp"
 
 
 def turn_events(plan: TurnPlan) -> TurnEvents:

@@ -7,6 +7,7 @@ from typing import Any
 from opencode_openai.handlers._turn import (
     JSON,
     backend,
+    clamp_max_tokens,
     collected,
     primed,
     stream_response,
@@ -21,7 +22,8 @@ from opencode_openai.protocols.openai_chat import (
 
 
 async def create_chat_completion(body: dict[str, Any]) -> Any:
-    plan, options = plan_from_request(body, backend().catalog)
+    catalog = backend().catalog
+    plan, options = plan_from_request(body, catalog, clamp_max_tokens=clamp_max_tokens())
     meta = new_meta(options.model)
     events = turn_events(plan)
     if options.stream:

@@ -46,6 +46,8 @@ def _image(part: dict[str, Any], model: CatalogModel, param: str) -> ImagePart:
 
 
 def _user_parts(content: Any, index: int, model: CatalogModel) -> tuple[UserPart, ...]:
+    if content is None:
+        return ()
     if isinstance(content, str):
         return (TextPart(content),)
     parts: list[UserPart] = []

@@ -34,7 +34,7 @@ class RequestOptions:
 
 
 def plan_from_request(
-    body: dict[str, Any], catalog: ModelCatalog
+    body: dict[str, Any], catalog: ModelCatalog, *, clamp_max_tokens: bool = True
 ) -> tuple[TurnPlan, RequestOptions]:
     model = _resolve_model(body["model"], catalog)
     tools = _tools(body.get("tools"), body.get("tool_choice"))
@@ -43,7 +43,7 @@ def plan_from_request(
         model=model.ref,
         system=system,
         messages=messages,
-        sampling=_sampling(body, model, with_tools=bool(tools)),
+        sampling=_sampling(body, model, with_tools=bool(tools), clamp=clamp_max_tokens),
         output=_output_format(body.get("response_format")),
         tools=tools,
     )
@@ -88,26 +88,17 @@ def _output_format(response_format: dict[str, Any] | None) -> OutputFormat | Non
     return None
 
 
-def _max_output_tokens(body: dict[str, Any], model: CatalogModel) -> int | None:
+def _sampling(
+    body: dict[str, Any], model: CatalogModel, *, with_tools: bool, clamp: bool
+) -> Sampling:
     field = (
         "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     )
-    max_tokens: int | None = body.get(field)
-    if max_tokens is not None and model.output_limit and max_tokens > model.output_limit:
-        raise InvalidRequest(
-            f"{field} is too large: {max_tokens}. This model supports at most "
-            f"{model.output_limit} completion tokens.",
-            param=field,
-        )
-    return max_tokens
-
-
-def _sampling(body: dict[str, Any], model: CatalogModel, *, with_tools: bool) -> Sampling:
     stop = body.get("stop")
     return Sampling(
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
-        max_output_tokens=_max_output_tokens(body, model),
+        max_output_tokens=model.output_tokens(body.get(field), param=field, clamp=clamp),
         stop=tuple(stop) if isinstance(stop, list) else stop,
         seed=body.get("seed"),
         presence_penalty=body.get("presence_penalty"),

@@ -142,7 +142,12 @@ class Garbage(Reply):
 
 @dataclass(frozen=True, kw_only=True)
 class Echo(Reply):
-    """A completion whose content is ``prefix`` and the text of the last user message."""
+    """A completion whose content is ``prefix`` and the text of the last user message.
+
+    Like a model that obeys, it answers a request that forces a tool (``tool_choice``
+    ``"required"`` or a named function) with a call of that tool (the first one offered, for
+    ``"required"``) whose arguments are ``{}``.
+    """
 
     prefix: str = "echo: "
 
@@ -338,6 +343,18 @@ def _last_user_text(body: dict[str, Any]) -> str:
         parts = [p for p in content if isinstance(p, dict) and p.get("type") == "text"]
         return "".join(str(p.get("text", "")) for p in parts)
     return ""
+
+
+def _forced_tool(body: Any) -> str | None:
+    """The tool a request forces the model to call, if it forces one."""
+    choice, tools = body.get("tool_choice"), body.get("tools") or []
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return name if isinstance(name, str) else None
+    if choice == "required" and tools:
+        name = (tools[0].get("function") or {}).get("name")
+        return name if isinstance(name, str) else None
+    return None
 
 
 def conversation_step(body: Any) -> int:
@@ -810,6 +827,9 @@ class FakeUpstream:
             )
             return self._unscripted(record, why)
         if isinstance(reply, Echo):
+            forced = _forced_tool(record.body)
+            if forced is not None:
+                return tool_calls(ToolCall(forced, "{}"))
             return text(reply.prefix + _last_user_text(record.body), delay_s=reply.delay_s)
         return reply
 

@@ -245,6 +245,17 @@ def test_bad_conversations(messages: list[dict[str, Any]]) -> None:
         plan(messages=messages)
 
 
+def test_an_empty_user_message_still_reaches_the_model() -> None:
+    """OpenCode drops empty user text, and the message with it: it goes as one space."""
+    turn, _ = plan(messages=[{"role": "user", "content": [{"type": "text", "text": ""}]}])
+    assert turn.messages == (UserMessage((TextPart(""),)),)
+    assert plugin_request(turn)["messages"] == [
+        {"role": "user", "parts": [{"type": "text", "text": " "}]}
+    ]
+    absent = plan(messages=[{"role": "user"}])[0]
+    assert plugin_request(absent)["messages"] == plugin_request(turn)["messages"]
+
+
 def test_a_conversation_without_a_user_message_is_sent_as_it_is() -> None:
     """OpenAI accepts it (contract/test_openai_requests.py holds the spec to that)."""
     turn, _ = plan(
