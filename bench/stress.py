@@ -580,6 +580,16 @@ class TurnLog:
                 return self.events[: i + 1]
         return self.events
 
+    def early_finish(self) -> bool:
+        """An assistant `message.updated` already carried a finish before that turn's first
+        part (`step-start`) was published: OpenCode sent the message's final state first."""
+        for _, label in self.until_idle():
+            if label == "part step-start":
+                return False
+            if label.startswith("message.updated assistant finish="):
+                return True
+        return False
+
     def max_gap(self) -> float:
         events = self.until_idle()
         return max((b[0] - a[0] for a, b in itertools.pairwise(events)), default=0.0)
@@ -877,8 +887,15 @@ class Stress:
             ]
             signatures = Counter(t.signature() for t, _ in turns)
             silent = [(t, r) for t, r in turns if t.max_gap() >= SILENCE_S]
+            early = [(t, r) for t, r in turns if t.early_finish()]
             by_kind[kind] = {
                 "turns_seen": len(turns),
+                "turns_not_ok": sum(1 for _, r in turns if r.verdict != "ok"),
+                "early_finish": len(early),
+                "early_finish_not_ok": sum(1 for _, r in early if r.verdict != "ok"),
+                "not_ok_without_early_finish": sum(
+                    1 for t, r in turns if r.verdict != "ok" and not t.early_finish()
+                ),
                 f"turns_with_a_gap_of_{SILENCE_S:g}s_or_more": len(silent),
                 "of_those_not_ok": sum(1 for _, r in silent if r.verdict != "ok"),
                 "max_gap_s": round(max((t.max_gap() for t, _ in turns), default=0.0), 3),
@@ -956,12 +973,15 @@ class Stress:
         if failures:
             lines.append("")
             lines.append(f"not ok ({len(failures)}):")
-            for r in failures[:20]:
+            for i, r in enumerate(failures[:20]):
                 lines.append(
                     f"  {r.spec.rid} {r.phase} {r.spec.kind} "
                     f"{'stream' if r.spec.stream else 'plain'}: {r.verdict}: {r.detail}"
                 )
-                lines.extend("      " + line for line in self.timeline(r)[:40])
+                if i < 2:  # what OpenCode published for it; every one's is in the JSON
+                    lines.extend("      " + line for line in self.timeline(r)[:40])
+            if len(failures) > 20:
+                lines.append(f"  ... {len(failures) - 20} more (JSON)")
         tap = self.tap_summary()
         if tap:
             lines.append("")
@@ -971,15 +991,19 @@ class Stress:
             )
             for kind in ("text", "tool"):
                 k = tap[kind]
+                gap = f"turns_with_a_gap_of_{SILENCE_S:g}s_or_more"
                 lines.append(
-                    f"  {kind}: {k['turns_seen']} turns, max gap between events {k['max_gap_s']} s,"
-                    f" {k[f'turns_with_a_gap_of_{SILENCE_S:g}s_or_more']} with a gap >= "
-                    f"{SILENCE_S:g} s (of those not ok: {k['of_those_not_ok']}); event orders:"
+                    f"  {kind}: {k['turns_seen']} turns ({k['turns_not_ok']} not ok). Early "
+                    f"finish (an assistant message.updated carrying its finish before the turn's "
+                    f"first part): {k['early_finish']} turns, {k['early_finish_not_ok']} of them "
+                    f"not ok; not ok without one: {k['not_ok_without_early_finish']}. Max gap "
+                    f"between events {k['max_gap_s']} s; {k[gap]} turns with a gap >= "
+                    f"{SILENCE_S:g} s ({k['of_those_not_ok']} not ok). "
+                    f"{len(k['signatures'])} distinct event orders (JSON)."
                 )
-                for signature, n in k["signatures"][:4]:
-                    lines.append(f"    {n:>4} x {signature}")
-                if len(k["signatures"]) > 4:
-                    lines.append(f"    ... {len(k['signatures']) - 4} more orders (JSON)")
+                if k["signatures_not_ok"]:
+                    signature, n = k["signatures_not_ok"][0]
+                    lines.append(f"    commonest order of the not ok ({n}): {signature}")
         warnings = [
             line
             for line in self.gateway_log.splitlines()
