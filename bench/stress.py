@@ -513,9 +513,10 @@ class Client:
         t0 = time.monotonic()
         send = _send_stream if spec.stream else _send_plain
         try:
-            answer = await asyncio.wait_for(
-                send(self.http, self.url, self.headers, spec), self.deadline_s
-            )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # (Ctrl-C) that lands as the request completes.
+            async with asyncio.timeout(self.deadline_s):
+                answer = await send(self.http, self.url, self.headers, spec)
         except TimeoutError:
             answer = Answer(error=f"no answer within {self.deadline_s:g} s")
         except httpx.HTTPError as exc:
@@ -731,6 +732,8 @@ class Stress:
             "argv": sys.argv,
         }
         self.gateway_log = ""
+        #: The signal that asked the run to stop, if one did.
+        self.stopping = ""
 
     def spec(self, kind: str, stream: bool, offer_tools: bool) -> Spec:
         return Spec(f"{self.run_id}_{next(self.counter):05d}", kind, stream, offer_tools)
@@ -745,8 +748,24 @@ class Stress:
         shapes = [("text", False), ("tool", True), ("text", True), ("tool", False)]
         return [self.spec(*shapes[i % 4], offer_tools=True) for i in range(phase.requests)]
 
+    def _on_signal(self, sig: signal.Signals, task: asyncio.Task[Any]) -> None:
+        if not self.stopping:
+            self.stopping = sig.name
+            say(f"{sig.name}: stopping (the table covers what finished)")
+            task.cancel()
+
+    def _handle_signals(self) -> None:
+        """SIGINT and SIGTERM cancel the run, so that its clean-up (burners first) runs. A
+        SIGINT the run was started to ignore (a background job of a script) stays ignored."""
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) != signal.SIG_IGN:
+                loop.add_signal_handler(sig, self._on_signal, sig, task)
+
     async def run(self, burners: Burners) -> None:
         plan = self.plan
+        self._handle_signals()
         tmp = Path(tempfile.mkdtemp(prefix="opencode-openai-stress-"))
         served_log = tmp / "served.txt"
         upstream = Upstream(["--stress-log", str(served_log)])
@@ -825,7 +844,7 @@ class Stress:
         results: list[Result] = []
 
         async def worker() -> None:
-            while queue:
+            while queue and not self.stopping:
                 result = await client.send(phase.name, queue.pop())
                 results.append(result)
                 if result.verdict != "ok":
@@ -835,18 +854,21 @@ class Stress:
                     )
 
         busy0, burn0, t0 = machine_busy_s(), burners.cpu_s(), time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(phase.concurrency)))
-        wall = time.perf_counter() - t0
-        cores = os.cpu_count() or 1
-        stats = PhaseStats(
-            phase.name,
-            phase.concurrency,
-            sorted(results, key=lambda r: r.spec.rid),
-            wall,
-            100 * (machine_busy_s() - busy0) / (wall * cores),
-            100 * (burners.cpu_s() - burn0) / wall,
-        )
-        self.phases.append(stats)
+        try:
+            await asyncio.gather(*(worker() for _ in range(phase.concurrency)))
+        finally:  # a stopped run still reports the requests of its last phase that finished
+            wall = time.perf_counter() - t0
+            cores = os.cpu_count() or 1
+            stats = PhaseStats(
+                phase.name + (" (cut)" if len(results) < len(specs) else ""),
+                phase.concurrency,
+                sorted(results, key=lambda r: r.spec.rid),
+                wall,
+                100 * (machine_busy_s() - busy0) / (wall * cores),
+                100 * (burners.cpu_s() - burn0) / wall,
+            )
+            if results:
+                self.phases.append(stats)
         bad = len(results) - stats.count("ok")
         say(f"  {stats.count('ok')}/{len(results)} ok, {bad} not, in {wall:.1f} s")
 
@@ -1022,6 +1044,8 @@ class Stress:
             if failures
             else "PASS: 0 lost, 0 wrong, 0 errors"
         )
+        if self.stopping:
+            verdict = f"STOPPED by {self.stopping}, so not a proof; so far {verdict}"
         lines.append("")
         lines.append(f"{verdict} of {len(everything)} requests")
         return "\n".join(lines), code
@@ -1070,10 +1094,6 @@ def main(argv: list[str] | None = None) -> int:
     stress = Stress(plan)
     burners = Burners(plan.burners, plan.burner_nice)
 
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # the finally blocks below stop everything
-
-    signal.signal(signal.SIGTERM, terminate)
     try:
         import uvloop
 
@@ -1088,8 +1108,10 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         runner(stress.run(burners))
-    except KeyboardInterrupt:
-        say("interrupted; the table covers the phases that finished")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if not stress.stopping:
+            say("interrupted (the table covers what finished)")
+            stress.stopping = "KeyboardInterrupt"
         interrupted = True
     finally:
         burners.stop()
