@@ -171,7 +171,8 @@ def parse_args(argv: list[str] | None) -> Plan:
         type=int,
         default=2,
         metavar="N",
-        help="unchecked-for-the-table requests of each kind before the burners start (default 2)",
+        help="requests of each kind (text, tool; plain, streamed) before the burners start, "
+        "checked but not in the table (default 2)",
     )
     parser.add_argument(
         "--deadline",
