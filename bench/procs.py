@@ -140,7 +140,10 @@ class Sampler:
 
 
 class Upstream:
-    def __init__(self) -> None:
+    """`python -m bench.upstream ARGS` in a process of its own."""
+
+    def __init__(self, args: list[str] | None = None) -> None:
+        self.args = list(args or [])
         self.proc: asyncio.subprocess.Process | None = None
         self.base_url = ""
 
@@ -149,6 +152,7 @@ class Upstream:
             sys.executable,
             "-m",
             "bench.upstream",
+            *self.args,
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

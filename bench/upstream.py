@@ -5,10 +5,15 @@ stdin closes (the bench holds the other end, so it also goes when the bench dies
 is a tiny echo of the prompt in about three streamed chunks (one catch-all rule). The fake
 records every request; the bench sends tens of thousands, so the records are dropped every
 second to keep this process (not what is measured) small.
+
+With `--stress-log FILE` it serves the stress run instead (bench/stress.py): a request with a
+stress marker gets the reply scripted for its id (bench/stress_replies.py), and each such id is
+appended to FILE.
 """
 
 from __future__ import annotations
 
+import argparse
 import select
 import sys
 from pathlib import Path
@@ -20,9 +25,17 @@ if str(ROOT) not in sys.path:
 from tests.support.fake_upstream import FakeUpstream, echo  # noqa: E402
 
 
-def main() -> int:
-    fake = FakeUpstream().start()
-    fake.script("", echo())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.upstream")
+    parser.add_argument("--stress-log", type=Path, metavar="FILE", help="serve the stress run")
+    args = parser.parse_args(argv)
+    if args.stress_log is not None:
+        from bench.stress_replies import StressUpstream
+
+        fake: FakeUpstream = StressUpstream(args.stress_log).start()
+    else:
+        fake = FakeUpstream().start()
+        fake.script("", echo())
     print(fake.base_url, flush=True)
     try:
         while True:
