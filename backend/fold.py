@@ -136,11 +136,15 @@ class TurnFold:
     """Folds one session's OpenCode events into TurnEvents (see the module docstring).
 
     `structured`: the turn asked for structured output (its JSON answer comes from OpenCode's
-    StructuredOutput tool); `tool_names`: the client's tools, the only calls the client sees.
+    StructuredOutput tool); `forced`: the turn forces a tool call (through the same path, with
+    StructuredOutput off); `tool_names`: the client's tools, the only calls the client sees.
     """
 
-    def __init__(self, *, structured: bool, tool_names: frozenset[str]) -> None:
-        self.structured = structured
+    def __init__(
+        self, *, structured: bool, tool_names: frozenset[str], forced: bool = False
+    ) -> None:
+        self.structured = structured and not forced
+        self.forced = forced
         self.tool_names = tool_names
         #: After events were lost, deltas no longer line up with what was sent: only whole
         #: snapshots of a part (OpenCode sends one when the part ends) are used from then on.
@@ -177,8 +181,7 @@ class TurnFold:
             self.end_signals += 1
         elif kind == "session.error":
             error = props.get("error") or {}
-            # A content filter is a finish reason in OpenAI's API, not an error.
-            if error.get("name") != "ContentFilterError":
+            if error.get("name") not in self._not_errors:
                 raise _error_from(error)
         elif kind == "session.status":
             status = props.get("status") or {}
@@ -222,7 +225,7 @@ class TurnFold:
                 self._ignore(part_id)
             return []
         error = info.get("error")
-        if error and error.get("name") != "ContentFilterError":
+        if error and error.get("name") not in self._not_errors:
             raise _error_from(error)
         if info.get("finish"):
             self._set_finish(info["finish"], info.get("tokens"))
@@ -234,6 +237,16 @@ class TurnFold:
         for part in self._early_parts.pop(message_id, {}).values():
             out += self._part(part)
         return out
+
+    @property
+    def _not_errors(self) -> tuple[str, ...]:
+        # A content filter is a finish reason, not an error. A forced turn whose model answered
+        # in text all the same is that answer: OpenCode then calls it a StructuredOutputError.
+        return (
+            ("ContentFilterError", "StructuredOutputError")
+            if self.forced
+            else ("ContentFilterError",)
+        )
 
     def _ignore(self, part_id: str) -> None:
         self._ignored.add(part_id)

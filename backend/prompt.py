@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opencode_openai.backend.plugin_contract import AGENT, METADATA_KEY
+from opencode_openai.backend.plugin_contract import AGENT, METADATA_KEY, STRUCTURED_OUTPUT
 from opencode_openai.core.plan import (
     AssistantMessage,
     ImagePart,
@@ -119,7 +119,27 @@ def prompt_body(plan: TurnPlan) -> dict[str, Any]:
             }
         ],
     }
-    if plan.output is not None:
+    if plan.tool_choice is not None:
+        # OpenCode 1.18.33 gives plugins no tool choice; its structured output calls the model
+        # with tool_choice "required". With its own StructuredOutput tool switched off, the
+        # upstream must call a client tool: any of them, or the forced one alone.
+        body["format"] = {"type": "json_schema", "schema": {"type": "object"}, "retryCount": 0}
+    elif plan.output is not None:
         # retryCount 0: a retry would be a second upstream call.
         body["format"] = {"type": "json_schema", "schema": plan.output.schema, "retryCount": 0}
+    body["tools"] = _offered(plan)
     return body
+
+
+def _offered(plan: TurnPlan) -> dict[str, bool]:
+    """The prompt's `tools` map: which of the workspace's tools this call offers upstream.
+
+    Sent on every prompt, never empty: OpenCode keeps a prompt's map as the session's
+    permissions, and the next turn on a pooled session would inherit it.
+    """
+    forced = plan.tool_choice
+    offered = {
+        tool.name: forced is None or forced.name is None or forced.name == tool.name
+        for tool in plan.tools
+    }
+    return {STRUCTURED_OUTPUT: plan.output is not None and forced is None, **offered}

@@ -119,6 +119,7 @@ async def _run(
         fold = TurnFold(
             structured=plan.output is not None,
             tool_names=frozenset(tool.name for tool in plan.tools),
+            forced=plan.tool_choice is not None,
         )
         ends_seen = 0  # end signals already checked against the stored messages
         while True:

@@ -5,8 +5,8 @@ once without, plus a stateful run (list models, then retrieve one: a link Schema
 infers). A schema-valid request must be served: the spec refuses what the gateway refuses
 (positive data acceptance runs with its default statuses, which do not include 400). The one
 exception is what JSON Schema cannot state and the spec therefore says in prose: the order of
-tool calls and their answers, tool names used twice (both rejected by OpenAI too), and images
-for a model that takes none; such bodies are not generated (`filter_case`, below). Every
+tool calls and their answers, tool names used twice, a named tool choice that is none of the
+tools (all rejected by OpenAI too), and images for a model that takes none; such bodies are not generated (`filter_case`, below). Every
 response also goes through the contract checks the integration tests use, so fuzzed streams
 are checked chunk by chunk too. Fixed seed, deterministic generation and small example counts
 keep the run reproducible and short.
@@ -87,9 +87,12 @@ def breaks_an_unstated_rule(body: Any) -> bool:
     if images and body.get("model") not in IMAGE_MODELS:
         return True
     tools = body.get("tools") if body.get("tool_choice") != "none" else None
-    if isinstance(tools, list):
+    if isinstance(tools, list) and tools:
         names = [t.get("function", {}).get("name") for t in tools if isinstance(t, dict)]
         if len(names) != len(set(map(str, names))):
+            return True
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and (choice.get("function") or {}).get("name") not in names:
             return True
     messages = body.get("messages")
     if not isinstance(messages, list):

@@ -15,7 +15,7 @@ from typing import Any
 
 from opencode_openai.core.errors import InvalidRequest, ModelNotFound
 from opencode_openai.core.models import CatalogModel, ModelCatalog
-from opencode_openai.core.plan import ClientTool, OutputFormat, Sampling, TurnPlan
+from opencode_openai.core.plan import ClientTool, ForcedTool, OutputFormat, Sampling, TurnPlan
 from opencode_openai.protocols.openai_chat.messages import conversation
 
 __all__ = ["RequestOptions", "plan_from_request"]
@@ -38,6 +38,7 @@ def plan_from_request(
 ) -> tuple[TurnPlan, RequestOptions]:
     model = _resolve_model(body["model"], catalog)
     tools = _tools(body.get("tools"), body.get("tool_choice"))
+    tool_choice = _forced_tool(body.get("tool_choice"), tools)
     system, messages = conversation(body["messages"], model)
     plan = TurnPlan(
         model=model.ref,
@@ -46,6 +47,7 @@ def plan_from_request(
         sampling=_sampling(body, model, with_tools=bool(tools), clamp=clamp_max_tokens),
         output=_output_format(body.get("response_format")),
         tools=tools,
+        tool_choice=tool_choice,
     )
     stream = bool(body.get("stream"))
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
@@ -74,6 +76,24 @@ def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[Client
         parameters = function.get("parameters") or _NO_PARAMETERS
         result[name] = ClientTool(name, function.get("description") or "", parameters)
     return tuple(result.values())
+
+
+def _forced_tool(tool_choice: Any, tools: tuple[ClientTool, ...]) -> ForcedTool | None:
+    """`required`: a call of any of the tools; a named function: a call of that one. Without
+    tools there is nothing to force: `required` is then answered as `auto` would be."""
+    if not tools:
+        return None
+    if tool_choice == "required":
+        return ForcedTool()
+    if isinstance(tool_choice, dict):
+        name = tool_choice["function"]["name"]
+        if name not in {tool.name for tool in tools}:
+            raise InvalidRequest(
+                f"tool_choice names `{name}`, which is not one of the request's tools",
+                param="tool_choice.function.name",
+            )
+        return ForcedTool(name)
+    return None
 
 
 def _output_format(response_format: dict[str, Any] | None) -> OutputFormat | None:

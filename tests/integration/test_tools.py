@@ -269,11 +269,112 @@ def test_tool_choice_none_offers_no_tools(
     assert not received.body.get("tools")
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize(
+    ("choice", "offered"),
+    [
+        ("required", ["get_weather", "get_time"]),
+        ({"type": "function", "function": {"name": "get_time"}}, ["get_time"]),
+    ],
+    ids=["required", "named"],
+)
+def test_forced_tool_choice_makes_the_model_call_a_client_tool(
+    client: openai.OpenAI,
+    fake_upstream: fu.FakeUpstream,
+    opencode_turns: OpenCodeTurns,
+    marker: str,
+    choice: Any,
+    offered: list[str],
+    stream: bool,
+) -> None:
+    """One upstream call with tool_choice "required" and the client's tools (the named one
+    alone); the answer is that call, under the client's name; nothing runs."""
+    fake_upstream.script(marker, fu.tool_calls(fu.ToolCall(offered[-1], '{"tz": "UTC"}')))
+    kwargs: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": marker}],
+        "tools": [WEATHER, TIME],
+        "tool_choice": choice,
+    }
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **kwargs))
+        calls = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+        name = calls[0].function.name if calls else None
+        arguments = "".join(d.function.arguments or "" for d in calls if d.function)
+    else:
+        reply = client.chat.completions.create(**kwargs)
+        [call] = reply.choices[0].message.tool_calls or []
+        finish, name, arguments = (
+            reply.choices[0].finish_reason,
+            call.function.name,
+            call.function.arguments,
+        )
+    assert (finish, name, json.loads(arguments)) == ("tool_calls", offered[-1], {"tz": "UTC"})
+    opencode_turns.wait_over(marker)  # one call only: no second step came
+    [received] = fake_upstream.chat_requests(marker)
+    assert received.body["tool_choice"] == "required"
+    # (in OpenCode's order, not the client's)
+    assert sorted(t["function"]["name"] for t in received.body["tools"]) == sorted(offered)
+
+
+def test_after_a_forced_turn_the_next_turn_offers_every_tool_again(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    """A prompt's tool map becomes its session's permissions in OpenCode, and sessions are
+    pooled: the next turn of the same tool set must not inherit a forced turn's map."""
+    for i in range(3):  # more turns than the pool needs to reuse a session
+        named = {"type": "function", "function": {"name": "get_time"}}
+        fake_upstream.script(f"{marker} forced {i}", fu.tool_calls(fu.ToolCall("get_time", "{}")))
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"{marker} forced {i}"}],
+            tools=[WEATHER, TIME],
+            tool_choice=named,
+        )  # type: ignore[list-item, call-overload]
+        fake_upstream.script(f"{marker} auto {i}", fu.text("no tool"))
+        reply = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"{marker} auto {i}"}],
+            tools=[WEATHER, TIME],
+        )  # type: ignore[list-item]
+        assert reply.choices[0].message.content == "no tool"
+        [received] = fake_upstream.chat_requests(f"{marker} auto {i}")
+        assert received.body.get("tool_choice") == "auto"
+        assert {t["function"]["name"] for t in received.body["tools"]} == {
+            "get_weather",
+            "get_time",
+        }
+
+
+def test_a_forced_turn_answered_in_text_is_that_text(
+    client: openai.OpenAI, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(marker, fu.text("I would rather not call a tool."))
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": marker}],
+        tools=[WEATHER],
+        tool_choice="required",
+    )  # type: ignore[list-item, call-overload]
+    assert reply.choices[0].message.content == "I would rather not call a tool."
+    assert reply.choices[0].finish_reason == "stop" and not reply.choices[0].message.tool_calls
+
+
+def test_a_named_tool_choice_must_name_one_of_the_tools(client: openai.OpenAI, marker: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": marker}],
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+        )  # type: ignore[list-item, call-overload]
+    assert info.value.body["param"] == "tool_choice.function.name"  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("tool_choice", "required"),
-        ("tool_choice", {"type": "function", "function": {"name": "get_weather"}}),
         ("functions", [WEATHER["function"]]),
         ("function_call", "auto"),
     ],
