@@ -6,10 +6,10 @@ infers). A schema-valid request must be served: the spec refuses what the gatewa
 (positive data acceptance runs with its default statuses, which do not include 400). The one
 exception is what JSON Schema cannot state and the spec therefore says in prose: the order of
 tool calls and their answers, tool names used twice, a named tool choice that is none of the
-tools (all rejected by OpenAI too), and images for a model that takes none; such bodies are not generated (`filter_case`, below). Every
-response also goes through the contract checks the integration tests use, so fuzzed streams
-are checked chunk by chunk too. Fixed seed, deterministic generation and small example counts
-keep the run reproducible and short.
+tools (all rejected by OpenAI too), and images for a model that takes none; such bodies are not
+generated (`filter_case`, below). Every response also goes through the contract checks the
+integration tests use, so fuzzed streams are checked chunk by chunk too. Fixed seed,
+deterministic generation and small example counts keep the run reproducible and short.
 """
 
 from __future__ import annotations
