@@ -3,30 +3,55 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from opencode_openai.core.models import CatalogModel, ModelCatalog, ModelRef
+from opencode_openai.core.models import (
+    DEFAULT_ALIAS,
+    MODALITIES,
+    CatalogModel,
+    ModelCatalog,
+    ModelRef,
+)
 
 __all__ = ["catalog_from_opencode"]
 
 
-def catalog_from_opencode(providers: dict[str, Any], config: dict[str, Any]) -> ModelCatalog:
+def catalog_from_opencode(
+    providers: dict[str, Any], config: dict[str, Any], aliases: Sequence[tuple[str, str]] = ()
+) -> ModelCatalog:
+    """The models of OpenCode's connected providers; `opencode/default` (OpenCode's default
+    model, when it has one) and then the configured aliases name some of them. Only names
+    and capabilities are kept: OpenCode also returns each provider's options, keys included."""
     models: dict[str, CatalogModel] = {}
     for provider in providers.get("providers", []):
         for model_id, model in (provider.get("models") or {}).items():
             ref = ModelRef(provider["id"], model_id)
             caps = model.get("capabilities") or {}
             limit = model.get("limit") or {}
+            inputs, outputs = _modalities(caps.get("input")), _modalities(caps.get("output"))
             models[ref.id] = CatalogModel(
                 ref=ref,
                 name=model.get("name") or model_id,
                 created=_release_timestamp(model.get("release_date")),
-                image_input=bool((caps.get("input") or {}).get("image")),
+                image_input="image" in inputs,
                 reasoning=bool(caps.get("reasoning")),
-                context_limit=limit.get("context"),
-                output_limit=limit.get("output"),
+                # OpenCode says 0 for a limit it does not know.
+                context_limit=limit.get("context") or None,
+                output_limit=limit.get("output") or None,
+                tool_call=bool(caps.get("toolcall", True)),
+                input_modalities=inputs,
+                output_modalities=outputs,
             )
-    return ModelCatalog(models=models, default=_default_model(models, providers, config))
+    default = _default_model(models, providers, config)
+    named = {DEFAULT_ALIAS: default.id} if default is not None else {}
+    return ModelCatalog(models=models, aliases={**named, **dict(aliases)})
+
+
+def _modalities(flags: Any) -> tuple[str, ...]:
+    """OpenCode's `{text: true, image: false, ...}` as the names of those it has."""
+    flags = flags if isinstance(flags, dict) else {"text": True}
+    return tuple(name for name in MODALITIES if flags.get(name))
 
 
 def _default_model(

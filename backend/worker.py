@@ -126,7 +126,7 @@ class OpenCodeWorker:
         providers, opencode_config = await asyncio.gather(
             self.main.client.providers(), self.main.client.config()
         )
-        self.catalog = catalog_from_opencode(providers, opencode_config)
+        self.catalog = catalog_from_opencode(providers, opencode_config, self.config.model_aliases)
         await self._check_agent()
         self.state = "ready"
         self.error = None

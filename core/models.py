@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from opencode_openai.core.errors import InvalidRequest
 
-__all__ = ["DEFAULT_ALIAS", "CatalogModel", "ModelCatalog", "ModelRef"]
+__all__ = ["DEFAULT_ALIAS", "MODALITIES", "CatalogModel", "ModelCatalog", "ModelRef"]
 
 #: Names OpenCode's own default model (its config `model`, else its first provider's default).
 DEFAULT_ALIAS = "opencode/default"
@@ -26,6 +26,10 @@ class ModelRef:
         return f"{self.provider_id}/{self.model_id}"
 
 
+#: What a model takes and gives besides text, as OpenCode's catalog names them.
+MODALITIES = ("text", "image", "audio", "video", "pdf")
+
+
 @dataclass(frozen=True)
 class CatalogModel:
     ref: ModelRef
@@ -35,6 +39,9 @@ class CatalogModel:
     reasoning: bool
     context_limit: int | None
     output_limit: int | None
+    tool_call: bool = True
+    input_modalities: tuple[str, ...] = ("text",)
+    output_modalities: tuple[str, ...] = ("text",)
 
     def output_tokens(self, requested: int | None, *, param: str, clamp: bool) -> int | None:
         """The output token limit to set for a request asking for `requested`.
@@ -57,14 +64,28 @@ class CatalogModel:
 
 @dataclass(frozen=True)
 class ModelCatalog:
+    """The models, and the aliases that name them (`opencode/default` first)."""
+
     models: dict[str, CatalogModel] = field(default_factory=dict)
-    default: ModelRef | None = None
+    #: Alias name -> the `provider/model` id it stands for, in the order they are listed.
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def default(self) -> ModelRef | None:
+        """OpenCode's default model (what `opencode/default` names), if it has one."""
+        target = self.aliases.get(DEFAULT_ALIAS)
+        return self.models[target].ref if target in self.models else None
 
     def resolve(self, model: str) -> CatalogModel | None:
-        """The catalog entry for a requested id, following the `opencode/default` alias."""
-        if model == DEFAULT_ALIAS and self.default is not None:
-            return self.models.get(self.default.id)
-        return self.models.get(model)
+        """The catalog entry for a requested id or alias (an alias wins over an id)."""
+        return self.models.get(self.aliases.get(model, model))
 
     def ids(self) -> list[str]:
-        return sorted(self.models) + ([DEFAULT_ALIAS] if self.default else [])
+        """The models' ids, then the aliases whose model is here."""
+        return sorted(self.models) + [
+            name for name, target in self.aliases.items() if target in self.models
+        ]
+
+    def unknown_aliases(self) -> dict[str, str]:
+        """Aliases that name no model of the catalog (start-up refuses them)."""
+        return {name: target for name, target in self.aliases.items() if target not in self.models}

@@ -148,6 +148,17 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(origin.strip() for origin in text.split(",") if origin.strip())
 
 
+def _aliases(text: str) -> tuple[tuple[str, str], ...]:
+    """`NAME=provider/model`, several comma-separated."""
+    aliases = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, target = item.partition("=")
+        if not name.strip() or "/" not in target.strip():
+            raise ValueError(f"{item!r} is not NAME=provider/model")
+        aliases.append((name.strip(), target.strip()))
+    return tuple(aliases)
+
+
 def _positive_s(value: float) -> str | None:
     return None if value > 0 else "must be a positive number"
 
@@ -365,6 +376,18 @@ class GatewayConfig:
         parse=float,
         check=_positive_s,
         shown_default="120",
+    )
+    #: Names clients insist on (Claude Code's `claude-…` ids, say) for gateway models, in order;
+    #: `opencode/default` comes first, before these (one of these may name it anew).
+    model_aliases: tuple[tuple[str, str], ...] = _setting(
+        (),
+        flags=("--model-alias",),
+        env=("OPENCODE_OPENAI_MODEL_ALIAS",),
+        help="let clients ask for model NAME and get provider/model; repeat for several; "
+        "checked at start-up (in the environment, comma-separated)",
+        kind="repeat",
+        metavar="NAME=provider/model",
+        parse=_aliases,
     )
     #: A requested output token limit above the model's: clamp it to the model's, or refuse.
     max_tokens_over_limit: str = _setting(
