@@ -143,7 +143,7 @@ def create_app(
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
-            expose_headers=["X-Request-Id", "Retry-After"],
+            expose_headers=["X-Request-Id", "Retry-After", "X-OpenCode-Model"],
         )
     app.add_middleware(
         BodyGuard,

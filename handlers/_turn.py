@@ -27,7 +27,9 @@ __all__ = [
     "backend",
     "clamp_max_tokens",
     "collected",
+    "json_answer",
     "primed",
+    "ran",
     "stream_response",
     "turn_events",
 ]
@@ -114,5 +116,16 @@ async def primed(events: TurnEvents) -> TurnEvents:
     return chained()
 
 
-def stream_response(frames: AsyncIterable[bytes]) -> StreamingResponse:
-    return StreamingResponse(frames, media_type="text/event-stream", headers=_SSE_HEADERS)
+def ran(plan: TurnPlan) -> dict[str, str]:
+    """The header that names the model that ran, whatever name the client asked for."""
+    return {"x-opencode-model": plan.model.id}
+
+
+def json_answer(body: dict[str, Any], plan: TurnPlan) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return body, 200, {**JSON, **ran(plan)}
+
+
+def stream_response(frames: AsyncIterable[bytes], plan: TurnPlan) -> StreamingResponse:
+    return StreamingResponse(
+        frames, media_type="text/event-stream", headers={**_SSE_HEADERS, **ran(plan)}
+    )

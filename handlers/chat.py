@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from opencode_openai.handlers._turn import (
-    JSON,
     backend,
     clamp_max_tokens,
     collected,
+    json_answer,
     primed,
     stream_response,
     turn_events,
@@ -28,5 +28,5 @@ async def create_chat_completion(body: dict[str, Any]) -> Any:
     events = turn_events(plan)
     if options.stream:
         frames = sse_stream(meta, await primed(events), include_usage=options.include_usage)
-        return stream_response(frames)
-    return completion_from_events(meta, await collected(events)), 200, JSON
+        return stream_response(frames, plan)
+    return json_answer(completion_from_events(meta, await collected(events)), plan)
