@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
+from contract.transport import ValidatingTransport
 from opencode_openai.app import create_app
 from opencode_openai.backend.process import find_opencode
 from opencode_openai.backend.worker import MAX_CRASHES, WorkerState, backoff_s
@@ -103,10 +104,11 @@ def test_an_opencode_that_exits_at_once_is_given_up_on(tmp_path: Path) -> None:
     config = gateway_config(
         tmp_path, "http://127.0.0.1:9/v1", opencode_bin=str(binary), state_dir=tmp_path / "state"
     )
-    with serving(config) as url:
+    transport = ValidatingTransport()  # every answer seen is held to the spec
+    with serving(config) as url, httpx.Client(transport=transport, timeout=5) as http:
 
         def failed() -> httpx.Response | None:
-            response = httpx.get(f"{url}/health", timeout=5)
+            response = http.get(f"{url}/health")
             return response if response.json()["status"] == "failed" else None
 
         health = until(failed, 60, "/health to say failed")
@@ -144,13 +146,14 @@ def test_an_opencode_that_exits_at_once_is_given_up_on(tmp_path: Path) -> None:
         assert metrics[(events, (("event", "restart"),))] == MAX_CRASHES - 1
         assert metrics[("opencode_openai_opencode_processes", ())] == 0
 
-        chat = httpx.post(
+        chat = http.post(
             f"{url}/v1/chat/completions",
             headers=AUTH,
             json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
         )
         assert chat.status_code == 503 and "has failed" in chat.json()["error"]["message"]
         assert password not in chat.text
+    transport.assert_clean()
     assert len((tmp_path / "runs").read_text().splitlines()) == MAX_CRASHES
 
 
@@ -193,12 +196,16 @@ def test_a_lone_recycling_worker_reports_recycling_and_its_turns_wait(
     fake_upstream.script(marker, fu.text("ok"))
     assert chat(gateway, f"{marker} first").status_code == 200
 
-    def recycling() -> httpx.Response | None:
-        response = httpx.get(f"{gateway.url}/health", timeout=5)
-        return response if response.json()["status"] == "recycling" else None
+    transport = ValidatingTransport()
+    with httpx.Client(transport=transport, timeout=5) as http:
 
-    health = until(recycling, 30, "/health to say recycling")
-    during = chat(gateway, f"{marker} during the recycle")
+        def recycling() -> httpx.Response | None:
+            response = http.get(f"{gateway.url}/health")
+            return response if response.json()["status"] == "recycling" else None
+
+        health = until(recycling, 30, "/health to say recycling")
+        during = chat(gateway, f"{marker} during the recycle")
+    transport.assert_clean()
     assert health.status_code == 200
     backend = health.json()["backend"]
     assert backend["state"] == "recycling" and backend["ready"] is True
