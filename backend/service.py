@@ -140,7 +140,10 @@ class OpenCodeBackend:
         return least
 
     def others_accepting(self, worker: OpenCodeWorker) -> bool:
-        others = [w for w in self.workers if w is not worker]
+        """Whether every other worker takes turns now. Workers given up on (or stopped) never
+        will, and are left out: a worker whose peers all failed recycles like a lone one."""
+        gone = (WorkerState.FAILED, WorkerState.STOPPED)
+        others = [w for w in self.workers if w is not worker and w.state not in gone]
         return all(w.accepting for w in others)
 
     def health(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from opencode_openai.backend import OpenCodeBackend
 from opencode_openai.backend import worker as worker_module
 from opencode_openai.backend.process import RUN_MARK, OpenCodeProcess
 from opencode_openai.backend.worker import (
@@ -253,3 +254,25 @@ async def test_the_log_tail_is_the_last_run_without_colours_or_password(tmp_path
     assert process.log_tail() == ["run 2", "bold **********"]
     assert process.log_tail(lines=1) == ["bold **********"]
     assert process.password in process.log_file.read_text()  # only the tail hides it
+
+
+async def test_a_pool_whose_workers_all_gave_up_is_failed(
+    tmp_path: Path, quick_backoff: None
+) -> None:
+    binary = script(tmp_path, "echo 'no luck' >&2\nexit 2\n")
+    backend = OpenCodeBackend(config_for(tmp_path, binary, opencode_workers=2))
+    await backend._start()
+    assert [w.state for w in backend.workers] == [WorkerState.FAILED] * 2
+    assert backend.state == "failed" and not backend.serving
+    health = backend.health()
+    assert health["ready"] is False
+    assert health["error"].startswith("worker 0: opencode serve exited with status 2")
+    assert "; worker 1: opencode serve exited with status 2" in health["error"]
+    assert [w["log_tail"] for w in health["workers"]] == [["no luck"]] * 2
+    with pytest.raises(BackendUnavailable, match="the OpenCode backend has failed: worker 0"):
+        backend.ensure_ready()
+    # A worker whose peers all gave up is on its own: it may recycle like a lone worker.
+    assert backend.others_accepting(backend.workers[0])
+    await backend.stop()
+    assert backend.state == "stopped"
+    assert len(pids(tmp_path)) == 2 * MAX_CRASHES and not our_children()
