@@ -34,9 +34,6 @@ class BackgroundTasks:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout_s)
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     async def cancel(self) -> None:
         """Cancel every task still running and wait until each has ended."""
         tasks = list(self._tasks)

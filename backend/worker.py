@@ -297,8 +297,12 @@ class OpenCodeWorker:
         assert process is not None
         after_crash = False
         while True:
-            await process.spawn(after_crash=after_crash)
-            failure = await self._run_once(process)
+            try:
+                await process.spawn(after_crash=after_crash)
+            except OSError as exc:  # e.g. its interpreter is missing: a crash like any other
+                failure: str | None = f"{process.binary} could not be run: {exc}"
+            else:
+                failure = await self._run_once(process)
             if failure is None:  # recycled: spawn again at once, not a crash
                 after_crash = False
                 continue

@@ -276,3 +276,17 @@ async def test_a_pool_whose_workers_all_gave_up_is_failed(
     await backend.stop()
     assert backend.state == "stopped"
     assert len(pids(tmp_path)) == 2 * MAX_CRASHES and not our_children()
+
+
+async def test_a_binary_that_cannot_be_run_is_given_up_on(
+    tmp_path: Path, quick_backoff: None
+) -> None:
+    binary = tmp_path / "opencode"
+    binary.write_text("#!/nonexistent/interpreter\n")
+    binary.chmod(0o755)
+    worker = OpenCodeWorker(config_for(tmp_path, binary), 0)
+    with pytest.raises(BackendUnavailable, match="could not be run"):
+        await worker.start()
+    assert worker.state is WorkerState.FAILED and worker.crashes == MAX_CRASHES
+    assert runs(tmp_path / "state") == MAX_CRASHES
+    await worker.stop()
