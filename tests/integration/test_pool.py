@@ -35,7 +35,8 @@ def pool_gateway(
 
 def workers(gateway: GatewayServer) -> list[dict[str, Any]]:
     health = httpx.get(f"{gateway.url}/health").json()
-    return health["backend"]["workers"]  # type: ignore[no-any-return]
+    result: list[dict[str, Any]] = health["backend"]["workers"]
+    return result
 
 
 def chat(gateway: GatewayServer, opening: str, follow_up: str | None = None) -> httpx.Response:
@@ -69,7 +70,7 @@ def test_two_processes_both_serve(
         ]
     assert statuses == [200] * 6
     after = served(pool_gateway)
-    assert all(a > b for a, b in zip(after, before)), (before, after)
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
 
 
 def test_a_conversation_stays_on_its_process(
@@ -87,7 +88,7 @@ def test_a_conversation_stays_on_its_process(
                 == 200
             )
             after = served(pool_gateway)
-            changed.append(tuple(a != b for a, b in zip(after, before)))
+            changed.append(tuple(a != b for a, b in zip(after, before, strict=True)))
             before = after
         if all(w["draining"] is False for w in workers(pool_gateway)):
             assert len(set(changed)) == 1, f"one conversation moved between processes: {changed}"
