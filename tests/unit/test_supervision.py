@@ -90,6 +90,11 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def state_of(worker: OpenCodeWorker) -> WorkerState:
+    """The worker's state now (a call, so that no earlier check is taken to still hold)."""
+    return worker.state
+
+
 def supervisors() -> list[asyncio.Task[object]]:
     return [
         t
@@ -136,7 +141,7 @@ async def test_an_opencode_that_exits_at_once_is_given_up_on(
     worker = OpenCodeWorker(config_for(tmp_path, binary), 0)
     with caplog.at_level(logging.INFO, logger="opencode_openai"), pytest.raises(BackendUnavailable):
         await worker.start()
-    assert worker.state is WorkerState.FAILED
+    assert state_of(worker) is WorkerState.FAILED
     assert len(pids(tmp_path)) == runs(tmp_path / "state") == MAX_CRASHES
     assert not any(running(pid) for pid in pids(tmp_path)) and not our_children()
     assert not supervisors(), "nothing is left to spawn it again"
@@ -155,7 +160,7 @@ async def test_an_opencode_that_exits_at_once_is_given_up_on(
     assert password not in caplog.text
 
     await worker.stop()
-    assert worker.state is WorkerState.STOPPED
+    assert state_of(worker) is WorkerState.STOPPED
     assert len(pids(tmp_path)) == MAX_CRASHES
 
 
@@ -166,7 +171,7 @@ async def test_a_run_that_never_answers_is_ended_and_counted(
     worker = OpenCodeWorker(config_for(tmp_path, binary, startup_timeout_s=0.3), 0)
     with pytest.raises(BackendUnavailable, match="did not warm up"):
         await worker.start()
-    assert worker.state is WorkerState.FAILED
+    assert state_of(worker) is WorkerState.FAILED
     assert runs(tmp_path / "state") == MAX_CRASHES
     assert 0 < len(pids(tmp_path)) <= MAX_CRASHES  # one killed before its `echo` is not noted
     assert not any(running(pid) for pid in pids(tmp_path))
@@ -181,10 +186,10 @@ async def test_stop_while_backing_off_starts_nothing_more(
     binary = script(tmp_path, "exit 1\n")
     worker = OpenCodeWorker(config_for(tmp_path, binary), 0)
     starting = asyncio.create_task(worker.start())
-    await until(lambda: worker.state is WorkerState.RESTARTING)
+    await until(lambda: state_of(worker) is WorkerState.RESTARTING)
     assert len(pids(tmp_path)) == 1
     await worker.stop()
-    assert worker.state is WorkerState.STOPPED
+    assert state_of(worker) is WorkerState.STOPPED
     assert not supervisors()
     with pytest.raises(BackendUnavailable):
         await starting
@@ -196,10 +201,10 @@ async def test_stop_during_start_leaves_no_process(tmp_path: Path) -> None:
     worker = OpenCodeWorker(config_for(tmp_path, binary, startup_timeout_s=60.0), 0)
     starting = asyncio.create_task(worker.start())
     await until(lambda: bool(pids(tmp_path)) and running(pids(tmp_path)[0]))
-    assert worker.state is WorkerState.STARTING
+    assert state_of(worker) is WorkerState.STARTING
     await worker.stop()
     assert not running(pids(tmp_path)[0]) and not our_children()
-    assert worker.state is WorkerState.STOPPED and not supervisors()
+    assert state_of(worker) is WorkerState.STOPPED and not supervisors()
     with pytest.raises(BackendUnavailable):
         await starting
 
@@ -213,10 +218,10 @@ async def test_stopped_is_terminal(tmp_path: Path, quick_backoff: None) -> None:
     await worker.stop()
     for state in WorkerState:
         worker._enter(state)
-        assert worker.state is WorkerState.STOPPED
+        assert state_of(worker) is WorkerState.STOPPED
     worker.turn_done(others_accepting=True)
     await worker.stop()
-    assert worker.state is WorkerState.STOPPED
+    assert state_of(worker) is WorkerState.STOPPED
 
 
 async def test_terminate_ends_the_whole_group_even_if_sigterm_is_ignored(tmp_path: Path) -> None:
@@ -287,6 +292,6 @@ async def test_a_binary_that_cannot_be_run_is_given_up_on(
     worker = OpenCodeWorker(config_for(tmp_path, binary), 0)
     with pytest.raises(BackendUnavailable, match="could not be run"):
         await worker.start()
-    assert worker.state is WorkerState.FAILED and worker.crashes == MAX_CRASHES
+    assert state_of(worker) is WorkerState.FAILED and worker.crashes == MAX_CRASHES
     assert runs(tmp_path / "state") == MAX_CRASHES
     await worker.stop()
