@@ -201,7 +201,7 @@ def test_huge_messages_array_is_handled_in_bounded_time(
 def test_beyond_capacity_is_429_with_retry_after(
     tight_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
-    """2 running + 2 queued on tight_gateway: of 7 slow requests at once, at least 3 get 429 at
+    """2 running + 2 queued on tight_gateway: of 7 slow requests at once, 3 at least get 429 at
     once."""
     fake_upstream.script(marker, fu.text("slow", delay_s=0.3))
     assert chat(tight_gateway, f"{marker} warm-up").status_code == 200
