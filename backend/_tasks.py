@@ -1,4 +1,4 @@
-"""BackgroundTasks: fire-and-forget work that is kept referenced and can be awaited at close.
+"""BackgroundTasks: fire-and-forget work that is kept referenced, awaited or cancelled at close.
 
 asyncio holds only weak references to tasks, so an unreferenced one can be collected before it
 finishes; failures are logged here instead of warning as "never retrieved".
@@ -33,3 +33,11 @@ class BackgroundTasks:
     async def wait(self, timeout_s: float) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout_s)
+
+    async def cancel(self) -> None:
+        """Cancel every task still running and wait until each has ended."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

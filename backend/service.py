@@ -5,6 +5,11 @@ process is single-threaded and served ~25-30 prompts/s); attach mode has the one
 given. Each turn goes to the least-loaded accepting worker, preferring the worker that a
 conversation's opening message hashes to (conversation affinity), unless that worker is
 clearly busier. Created in the app's lifespan, reached by handlers through the request state.
+
+The backend's state is what its workers allow: `ready` while one takes turns; `recycling` while
+none does but one is being recycled (turns wait for it, a second or two, and are not refused);
+then `restarting`, `starting`; `failed` once every worker gave up (or never came up); `stopped`
+after shutdown.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opencode_openai.backend.worker import OpenCodeWorker
-from opencode_openai.core.errors import BackendUnavailable, GatewayError
+from opencode_openai.backend.worker import OpenCodeWorker, WorkerState
+from opencode_openai.core.errors import BackendUnavailable
 from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import TurnPlan
 from opencode_openai.core.settings import GatewayConfig
@@ -25,6 +30,15 @@ from opencode_openai.core.settings import GatewayConfig
 __all__ = ["OpenCodeBackend"]
 
 log = logging.getLogger("opencode_openai.backend")
+
+#: The backend's state: the first of these that a worker is in, else `failed` or `stopped`.
+_SERVING_ORDER = (
+    WorkerState.READY,
+    WorkerState.RECYCLING,
+    WorkerState.RESTARTING,
+    WorkerState.STARTING,
+    WorkerState.FAILED,
+)
 
 #: How much busier (running + queued turns) a conversation's own worker may be than the least
 #: loaded one before the conversation goes elsewhere.
@@ -58,12 +72,8 @@ class OpenCodeBackend:
         self._starter = asyncio.create_task(self._start(), name="opencode-start")
 
     async def _start(self) -> None:
-        results = await asyncio.gather(*(w.start() for w in self.workers), return_exceptions=True)
-        for worker, result in zip(self.workers, results):
-            if isinstance(result, BaseException):
-                worker.state = "unavailable"
-                worker.error = result.message if isinstance(result, GatewayError) else str(result)
-                log.error("OpenCode worker %d failed to start: %s", worker.index, worker.error)
+        # A worker that does not come up is FAILED and has logged why (with OpenCode's log).
+        await asyncio.gather(*(w.start() for w in self.workers), return_exceptions=True)
         if self.state == "ready" and self._on_ready is not None:
             outcome = self._on_ready(self)
             if asyncio.iscoroutine(outcome):
@@ -80,24 +90,34 @@ class OpenCodeBackend:
 
     @property
     def state(self) -> str:
+        """`ready`, `recycling`, `restarting`, `starting`, `failed` or `stopped`."""
         states = {w.state for w in self.workers}
-        if "ready" in states:
-            return "ready"
-        return next(
-            (s for s in ("restarting", "recycling", "starting") if s in states), "unavailable"
-        )
+        return next((s for s in _SERVING_ORDER if s in states), WorkerState.STOPPED).value
+
+    @property
+    def serving(self) -> bool:
+        """Chat turns are taken: at once (`ready`) or after a short wait (`recycling`)."""
+        return self.state in ("ready", "recycling")
 
     @property
     def catalog(self) -> ModelCatalog:
-        ready = [w for w in self.workers if w.state == "ready"]
+        ready = [w for w in self.workers if w.state is WorkerState.READY]
         return (ready or self.workers)[0].catalog
+
+    def _errors(self) -> str:
+        return "; ".join(
+            w.error if len(self.workers) == 1 else f"worker {w.index}: {w.error}"
+            for w in self.workers
+            if w.error
+        )
 
     def ensure_ready(self) -> None:
         # A recycling worker is back in a second or two: its turns wait for it (see pick).
-        if self.state != "ready" and not any(w.state == "recycling" for w in self.workers):
-            errors = "; ".join(w.error for w in self.workers if w.error)
+        if not self.serving:
+            errors = self._errors()
             detail = f": {errors}" if errors else ""
-            raise BackendUnavailable(f"the OpenCode backend is {self.state}{detail}")
+            is_ = "has" if self.state == "failed" else "is"
+            raise BackendUnavailable(f"the OpenCode backend {is_} {self.state}{detail}")
 
     async def pick(self, plan: TurnPlan, max_wait_s: float) -> OpenCodeWorker:
         """The worker for this turn: the conversation's own, unless it is clearly busier.
@@ -120,15 +140,20 @@ class OpenCodeBackend:
         return least
 
     def others_accepting(self, worker: OpenCodeWorker) -> bool:
-        others = [w for w in self.workers if w is not worker]
+        """Whether every other worker takes turns now. Workers given up on (or stopped) never
+        will, and are left out: a worker whose peers all failed recycles like a lone one."""
+        gone = (WorkerState.FAILED, WorkerState.STOPPED)
+        others = [w for w in self.workers if w is not worker and w.state not in gone]
         return all(w.accepting for w in others)
 
     def health(self) -> dict[str, Any]:
         workers = [w.health() for w in self.workers]
+        state = self.state
         return {
             "mode": self.config.mode,
-            "ready": self.state == "ready",
-            "state": self.state,
+            "ready": state in ("ready", "recycling"),
+            "state": state,
+            "error": self._errors() or None,
             "models": len(self.catalog.models),
             "restarts": sum(w["restarts"] for w in workers),
             "sessions": {

@@ -19,6 +19,11 @@ from opencode_openai.core.events import ReasoningDelta, TurnEvent, TurnFinished
 __all__ = ["GatewayMetrics", "observe_turn"]
 
 _ROUTES = ("/v1/chat/completions", "/v1/models", "/health", "/metrics", "/openapi.json")
+#: The states an OpenCode worker reports (backend.worker.WorkerState), each a label value of
+#: `opencode_openai_opencode_workers` even at 0.
+WORKER_STATES = ("starting", "ready", "restarting", "recycling", "failed", "stopped")
+#: What the supervisor did: respawned a crashed process, recycled one, gave up on one.
+SUPERVISOR_EVENTS = ("restart", "recycle", "give_up")
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -77,6 +82,25 @@ class GatewayMetrics:
             "Restarts of embedded OpenCode processes since start.",
             registry=r,
         )
+        self.workers = Gauge(
+            "opencode_openai_opencode_workers",
+            "OpenCode workers by state (starting, ready, restarting, recycling, failed, stopped).",
+            ["state"],
+            registry=r,
+        )
+        self.supervisor_events = Counter(
+            "opencode_openai_opencode_supervisor_events",
+            "OpenCode supervision: crashed processes respawned (restart), processes recycled "
+            "(recycle), workers given up on after a crash loop (give_up).",
+            ["event"],
+            registry=r,
+        )
+        for state in WORKER_STATES:
+            self.workers.labels(state)
+        for event in SUPERVISOR_EVENTS:
+            self.supervisor_events.labels(event)
+        #: The totals the counters were last brought up to (read from /health at each scrape).
+        self._counted = dict.fromkeys(SUPERVISOR_EVENTS, 0)
 
     def request_done(self, path: str, status: int, seconds: float) -> None:
         route = route_of(path)
@@ -84,10 +108,24 @@ class GatewayMetrics:
         self.latency.labels(route).observe(seconds)
 
     def render(self, health: dict[str, Any]) -> bytes:
+        workers = health["workers"]
         self.turns_running.set(health["turns"]["running"])
         self.turns_queued.set(health["turns"]["queued"])
-        self.processes.set(sum(1 for w in health["workers"] if w["state"] == "ready"))
+        self.processes.set(sum(1 for w in workers if w["state"] == "ready"))
         self.restarts.set(health["restarts"])
+        states = [w["state"] for w in workers]
+        for state in {*WORKER_STATES, *states}:
+            self.workers.labels(state).set(states.count(state))
+        totals = {
+            "restart": sum(w["restarts"] for w in workers),
+            "recycle": sum(w["recycles"] for w in workers),
+            # FAILED is left only for STOPPED at shutdown; the counter keeps its high mark.
+            "give_up": states.count("failed"),
+        }
+        for event, total in totals.items():
+            if total > self._counted[event]:
+                self.supervisor_events.labels(event).inc(total - self._counted[event])
+                self._counted[event] = total
         return generate_latest(self.registry)
 
 

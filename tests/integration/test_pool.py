@@ -34,7 +34,8 @@ def pool_gateway(
 
 def workers(gateway: GatewayServer) -> list[dict[str, Any]]:
     health = httpx.get(f"{gateway.url}/health").json()
-    return health["backend"]["workers"]  # type: ignore[no-any-return]
+    result: list[dict[str, Any]] = health["backend"]["workers"]
+    return result
 
 
 def chat(gateway: GatewayServer, opening: str, follow_up: str | None = None) -> httpx.Response:
