@@ -110,13 +110,14 @@ def create_app(
     config: GatewayConfig,
     *,
     on_ready: Callable[[OpenCodeBackend], Awaitable[None] | None] | None = None,
+    on_failed: Callable[[OpenCodeBackend], None] | None = None,
 ) -> AsyncApp:
     metrics = GatewayMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: ConnexionMiddleware) -> AsyncIterator[dict[str, Any]]:
         with hold_state_dir(config.state_dir):
-            backend = OpenCodeBackend(config, on_ready=on_ready)
+            backend = OpenCodeBackend(config, on_ready=on_ready, on_failed=on_failed)
             backend.start_in_background()
             try:
                 yield {"backend": backend, "config": config, "metrics": metrics}

@@ -59,11 +59,13 @@ class OpenCodeBackend:
         self,
         config: GatewayConfig,
         on_ready: Callable[[OpenCodeBackend], Awaitable[None] | None] | None = None,
+        on_failed: Callable[[OpenCodeBackend], None] | None = None,
     ) -> None:
         self.config = config
         count = 1 if config.opencode_url else config.opencode_workers
         self.workers = [OpenCodeWorker(config, i) for i in range(count)]
         self._on_ready = on_ready
+        self._on_failed = on_failed
         self._starter: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -78,6 +80,8 @@ class OpenCodeBackend:
             outcome = self._on_ready(self)
             if asyncio.iscoroutine(outcome):
                 await outcome
+        elif self.state == "failed" and self._on_failed is not None:
+            self._on_failed(self)
 
     async def stop(self) -> None:
         if self._starter is not None:
@@ -104,7 +108,12 @@ class OpenCodeBackend:
         ready = [w for w in self.workers if w.state is WorkerState.READY]
         return (ready or self.workers)[0].catalog
 
-    def _errors(self) -> str:
+    @property
+    def misconfigured(self) -> bool:
+        """A worker was refused for what it was told to do (not given up on after crashes)."""
+        return any(w.misconfigured for w in self.workers)
+
+    def errors(self) -> str:
         return "; ".join(
             w.error if len(self.workers) == 1 else f"worker {w.index}: {w.error}"
             for w in self.workers
@@ -114,7 +123,7 @@ class OpenCodeBackend:
     def ensure_ready(self) -> None:
         # A recycling worker is back in a second or two: its turns wait for it (see pick).
         if not self.serving:
-            errors = self._errors()
+            errors = self.errors()
             detail = f": {errors}" if errors else ""
             is_ = "has" if self.state == "failed" else "is"
             raise BackendUnavailable(f"the OpenCode backend {is_} {self.state}{detail}")
@@ -153,7 +162,7 @@ class OpenCodeBackend:
             "mode": self.config.mode,
             "ready": state in ("ready", "recycling"),
             "state": state,
-            "error": self._errors() or None,
+            "error": self.errors() or None,
             "models": len(self.catalog.models),
             "restarts": sum(w["restarts"] for w in workers),
             "sessions": {

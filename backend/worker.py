@@ -44,10 +44,10 @@ from opencode_openai.backend.catalog import catalog_from_opencode
 from opencode_openai.backend.client import connection_pool
 from opencode_openai.backend.instance import WorkspaceInstance
 from opencode_openai.backend.limiter import TurnLimiter
+from opencode_openai.backend.plugin_contract import AGENT, AGENT_READY_DESCRIPTION
 from opencode_openai.backend.process import OpenCodeProcess, find_opencode
-from opencode_openai.backend.plugin_contract import AGENT
 from opencode_openai.backend.workspace import prepare_workspace, toolset_key
-from opencode_openai.core.errors import BackendUnavailable, GatewayError
+from opencode_openai.core.errors import BackendUnavailable, GatewayError, Misconfigured
 from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import ClientTool
 from opencode_openai.core.settings import GatewayConfig
@@ -148,6 +148,8 @@ class OpenCodeWorker:
         self.state = WorkerState.STARTING
         #: Why the worker is not ready (the last crash, or why it gave up); None when ready.
         self.error: str | None = None
+        #: Given up on for what it was told to do (Misconfigured), not after crashes.
+        self.misconfigured = False
         #: The end of OpenCode's log when the worker gave up (FAILED), else empty.
         self.log_tail: list[str] = []
         self.catalog = ModelCatalog()
@@ -216,6 +218,7 @@ class OpenCodeWorker:
                 return
             binary = find_opencode(config.opencode_bin)
         except Exception as exc:
+            self.misconfigured = isinstance(exc, Misconfigured)
             self._give_up(_message(exc))
             raise
         self.process = OpenCodeProcess(
@@ -303,7 +306,13 @@ class OpenCodeWorker:
             except OSError as exc:  # e.g. its interpreter is missing: a crash like any other
                 failure: str | None = f"{process.binary} could not be run: {exc}"
             else:
-                failure = await self._run_once(process)
+                try:
+                    failure = await self._run_once(process)
+                except Misconfigured as exc:  # another try would fail the same way
+                    self.misconfigured = True
+                    self._give_up(exc.message)
+                    await self._drop_instances()
+                    return
             if failure is None:  # recycled: spawn again at once, not a crash
                 after_crash = False
                 continue
@@ -340,6 +349,9 @@ class OpenCodeWorker:
             await self._until_exit(process, self._warm_up())
         except _Exited as exc:
             return f"opencode serve {_exit_text(exc.code)} while starting"
+        except Misconfigured:
+            await process.terminate()
+            raise
         except Exception as exc:
             await process.terminate()
             return f"opencode serve did not warm up: {_message(exc)}"
@@ -416,17 +428,33 @@ class OpenCodeWorker:
             self.main.client.providers(), self.main.client.config()
         )
         self.catalog = catalog_from_opencode(providers, opencode_config, self.config.model_aliases)
-        await self._check_agent()
-
-    async def _check_agent(self) -> None:
-        """OpenCode must have loaded the workspace's agent: without it nothing is safe to run."""
-        assert self.main is not None
-        names = {agent.get("name") for agent in await self.main.client.agents()}
-        if AGENT not in names:
-            raise BackendUnavailable(
-                f"OpenCode did not load the gateway's agent from {self.main.directory}: it must "
-                "see the same filesystem as the gateway (see README, attach mode)"
+        unknown = self.catalog.unknown_aliases()
+        if unknown:
+            named = ", ".join(f"{name}={target}" for name, target in unknown.items())
+            raise Misconfigured(
+                f"--model-alias names a model OpenCode does not offer: {named} (GET /v1/models "
+                "lists the models; fix the alias or OpenCode's providers)"
             )
+        await self._check_agent(self.main)
+
+    @staticmethod
+    async def _check_agent(instance: WorkspaceInstance) -> None:
+        """OpenCode must run the instance's agent and plugin: without them nothing is safe.
+
+        OpenCode 1.18.33 runs an instance without a plugin that failed to load (and with it
+        the one-call guard): the plugin marks the agent's description once it runs, or writes
+        there why it cannot.
+        """
+        agents = {agent.get("name"): agent for agent in await instance.client.agents()}
+        agent = agents.get(AGENT)
+        if agent is None:
+            raise Misconfigured(
+                f"OpenCode did not load the gateway's agent from {instance.directory}: it must "
+                "see the same filesystem as the gateway (see docs/backends.md, attach mode)"
+            )
+        if agent.get("description") != AGENT_READY_DESCRIPTION:
+            why = agent.get("description") or "its plugin did not load"
+            raise Misconfigured(f"OpenCode's workspace {instance.directory} is not usable: {why}")
 
     def _instances(self) -> list[WorkspaceInstance]:
         return ([self.main] if self.main else []) + list(self._toolsets.values())
@@ -453,7 +481,12 @@ class OpenCodeWorker:
                 directory = prepare_workspace(self.config.state_dir / "toolsets" / key, tools)
                 assert self._pool is not None
                 instance = WorkspaceInstance(self._pool, directory)
-                await instance.open(timeout_s=self.config.startup_timeout_s)
+                try:
+                    await instance.open(timeout_s=self.config.startup_timeout_s)
+                    await self._check_agent(instance)
+                except BaseException:  # cancelled by the request's deadline, or refused
+                    await asyncio.shield(instance.aclose())
+                    raise
                 self._toolsets[key] = instance
                 self._evict()
             self._toolsets.move_to_end(key)

@@ -152,7 +152,15 @@ def serve(config: GatewayConfig, generated: bool) -> int:
             flush=True,
         )
 
-    app = create_app(config, on_ready=ready)
+    failed: list[int] = []
+
+    def give_up(backend: OpenCodeBackend) -> None:
+        """OpenCode could not be started: say why and stop (exit 2 for a refused setting)."""
+        print(f"opencode-openai: {backend.errors()}", file=sys.stderr, flush=True)
+        failed.append(EXIT_USAGE if backend.misconfigured else 1)
+        server.should_exit = True
+
+    app = create_app(config, on_ready=ready, on_failed=give_up)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -168,7 +176,7 @@ def serve(config: GatewayConfig, generated: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     server.run(sockets=[sock])
-    return 0
+    return failed[0] if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

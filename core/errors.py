@@ -11,6 +11,7 @@
     ├── RateLimited                   429 rate_limit_exceeded
     └── BackendError                  502 upstream_error
         ├── BackendUnavailable        503 backend_unavailable
+        │   └── Misconfigured         503 misconfigured (refused at start-up)
         ├── BackendTimeout            504 timeout
         └── UpstreamFailed            502 (status taken from the provider's answer)
 
@@ -31,6 +32,7 @@ __all__ = [
     "GatewayError",
     "InternalError",
     "InvalidRequest",
+    "Misconfigured",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
@@ -162,6 +164,13 @@ class UpstreamFailed(BackendError):
             self.code = "upstream_authentication_failed"
         elif upstream_status == 404:
             self.code = "upstream_model_not_found"
+
+
+class Misconfigured(BackendUnavailable):
+    """What the gateway was told to do cannot work (an alias to a model OpenCode does not
+    offer, say): refused at start-up, not retried like a crash."""
+
+    code = "misconfigured"
 
 
 class InternalError(GatewayError):

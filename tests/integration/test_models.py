@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support import fake_upstream as fu
-from tests.support.gateway import API_KEY, GatewayServer, attached_to
+from tests.support.gateway import (
+    API_KEY,
+    GatewayServer,
+    attached_to,
+    free_port,
+    fresh_state_dir,
+    opencode_config,
+)
 
 pytestmark = pytest.mark.opencode
 
@@ -73,3 +85,21 @@ def test_a_request_for_an_alias_runs_its_model(
     assert reply.headers["x-opencode-model"] == "fake/fake-model"
     [received] = fake_upstream.chat_requests(marker)
     assert received.body["model"] == "fake-model"
+
+
+def test_an_alias_to_a_model_opencode_lacks_is_refused_at_start_up(
+    fake_upstream: fu.FakeUpstream, tmp_path: Path
+) -> None:
+    config = tmp_path / "opencode.json"
+    config.write_text(json.dumps(opencode_config(fake_upstream.base_url)))
+    result = subprocess.run(
+        [sys.executable, "-m", "opencode_openai.cli.main", "server-openai",
+         "--port", str(free_port()), "--isolated", "--opencode-config", str(config),
+         "--state-dir", str(fresh_state_dir()), "--model-alias", "gpt-4o=fake/no-such-model"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_PRO", "OPENCODE"))},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [said] = [line for line in result.stderr.splitlines() if line.startswith("opencode-openai: ")]
+    assert "gpt-4o=fake/no-such-model" in said and "--model-alias" in said
+    assert "ready" not in result.stdout
