@@ -18,6 +18,7 @@ from connexion.middleware.response_validation import ResponseValidationMiddlewar
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
+from opencode_openai import __version__
 from opencode_openai.app.access_log import AccessLog
 from opencode_openai.app.body_guard import BodyGuard
 from opencode_openai.app.body_validator import validator_map
@@ -60,6 +61,7 @@ def _spec_text() -> str:
 def load_spec(*, auth: bool = True) -> dict[str, Any]:
     """The spec as a dict; without auth its security requirements are dropped (--no-auth)."""
     spec: dict[str, Any] = copy.deepcopy(yaml.safe_load(_spec_text()))
+    spec["info"]["version"] = __version__
     if not auth:
         spec.pop("security", None)
         for path in spec["paths"].values():

@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -43,28 +44,34 @@ RUN_MARK = "--- opencode-openai: starting opencode serve"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 #: The pinned npm install made by scripts/install (package.json at the repository root).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PINNED_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "opencode"
-
-
 class OpenCodeNotFound(BackendUnavailable):
-    def __init__(self) -> None:
+    def __init__(self, explicit: str | None = None) -> None:
+        where = (
+            f"`{explicit}` (--opencode-bin) was not found"
+            if explicit
+            else "The `opencode` binary was not found in this Python environment nor on PATH"
+        )
         super().__init__(
-            "The `opencode` binary was not found: run scripts/install (it installs the pinned "
-            "opencode-ai npm package), or pass --opencode-bin / set OPENCODE_BIN."
+            f"{where}: run scripts/install (it links the pinned opencode-ai into the "
+            "environment), or pass --opencode-bin / set OPENCODE_OPENAI_OPENCODE_BIN."
         )
 
 
 def find_opencode(explicit: str | None) -> str:
-    """--opencode-bin / OPENCODE_BIN, then the project's pinned npm install, then PATH."""
-    for candidate in (explicit, os.environ.get("OPENCODE_BIN")):
-        if candidate:
-            found = shutil.which(candidate)
-            if not found:
-                raise OpenCodeNotFound()
-            return found
-    if PINNED_BIN.exists():
-        return str(PINNED_BIN)
+    """--opencode-bin, else `opencode` in this Python environment's scripts directory (where
+    scripts/install links the pinned one, beside this package's own command), else on PATH.
+
+    The same rule whether the package runs from a checkout or from an installed wheel: nothing
+    here depends on where this module lies.
+    """
+    if explicit:
+        found = shutil.which(explicit)
+        if not found:
+            raise OpenCodeNotFound(explicit)
+        return found
+    beside = Path(sysconfig.get_path("scripts")) / "opencode"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
     found = shutil.which("opencode")
     if not found:
         raise OpenCodeNotFound()
