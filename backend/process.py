@@ -43,6 +43,7 @@ RUN_MARK = "--- opencode-openai: starting opencode serve"
 #: Escape sequences (colours) in OpenCode's output, left out of the log tail.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
+
 #: The pinned npm install made by scripts/install (package.json at the repository root).
 class OpenCodeNotFound(BackendUnavailable):
     def __init__(self, explicit: str | None = None) -> None:

@@ -74,7 +74,7 @@ def make_client() -> httpx.AsyncClient:
 
 
 class EventReader:
-    """One `GET /event` stream of an OpenCode instance, demultiplexed by session (as the gateway)."""
+    """One `GET /event` stream of an OpenCode instance, split by session (as the gateway does)."""
 
     def __init__(self, client: httpx.AsyncClient, target: OpenCodeTarget) -> None:
         self.client = client

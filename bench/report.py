@@ -79,13 +79,12 @@ def table(rows: list[Row | str]) -> str:
     def line(r: Row) -> str:
         cells = [
             getattr(r, f).ljust(w) if i == 0 else getattr(r, f).rjust(w)
-            for i, (f, w) in enumerate(zip(Row.__dataclass_fields__, widths))
+            for i, (f, w) in enumerate(zip(Row.__dataclass_fields__, widths, strict=False))
         ]
         cells[-2] = r.target.ljust(widths[-2])
         return "  ".join(cells).rstrip()
 
     rule = "-" * len(line(Row("x" * widths[0], *("x" * w for w in widths[1:]))))
     out = [line(head), rule]
-    for r in rows:
-        out.append(f"[{r}]" if isinstance(r, str) else line(r))
+    out += [f"[{r}]" if isinstance(r, str) else line(r) for r in rows]
     return "\n".join(out)

@@ -405,7 +405,7 @@ class Bench:
     def _paired(a: list[Outcome], b: list[Outcome], attr: str = "latency") -> dict[str, float]:
         diffs = [
             1000 * (getattr(x, attr) - getattr(y, attr))
-            for x, y in zip(a, b)
+            for x, y in zip(a, b, strict=False)
             if x.kind == y.kind == "ok"
             and getattr(x, attr) is not None
             and getattr(y, attr) is not None

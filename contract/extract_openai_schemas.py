@@ -87,7 +87,9 @@ def extract(document: dict[str, Any], commit: str) -> dict[str, Any]:
             "path": "openapi.yaml",
             "openapi": document["openapi"],
             "license": "MIT, see LICENSE beside this file",
-            "changes": "only the schemas below; `nullable: true` rewritten to anyOf [schema, {type: null}]",
+            "changes": (
+                "only the schemas below; `nullable: true` rewritten to anyOf [schema, {type: null}]"
+            ),
         },
         "components": {
             "schemas": {name: without_nullable(schemas[name]) for name in closure(schemas, ROOTS)}

@@ -56,7 +56,8 @@ class OpenAISchemas:
             self.validator(name).iter_errors(value), key=lambda e: list(e.absolute_path)
         )
         return [
-            f"not a valid OpenAI {name}: at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
+            f"not a valid OpenAI {name}: at {'/'.join(map(str, e.absolute_path)) or '(root)'}: "
+            f"{e.message[:300]}"
             for e in errors
         ]
 

@@ -112,7 +112,7 @@ class OurSpec:
         return []
 
     def request_body(self, path: str, method: str, body: Any) -> list[str]:
-        """Problems of `body` as the JSON request body of an operation (unknown fields allowed, as served)."""
+        """Problems of `body` as an operation's JSON request body (unknown fields allowed)."""
         operation = self.api.spec / "paths" / path / method
         schema = operation / "requestBody" / "content" / "application/json" / "schema"
         try:

@@ -91,7 +91,8 @@ class StreamCheck:
             self._identity = self._identity or identity
             if identity != self._identity:
                 problems.append(
-                    f"chunk (id, created, model) {identity} differs from the first chunk's {self._identity}"
+                    f"chunk (id, created, model) {identity} differs from the first chunk's "
+                    f"{self._identity}"
                 )
         return problems
 
@@ -111,7 +112,7 @@ def whole_problems(
     *,
     complete: bool = True,
 ) -> list[str]:
-    """Problems of a response read in full; `complete=False` when a stream was cut short on purpose."""
+    """Problems of a response read in full (`complete=False`: a stream cut short on purpose)."""
     if not is_event_stream(response):
         return [p for c in contracts for p in c.response(request, response, body)]
     stream = StreamCheck(contracts)

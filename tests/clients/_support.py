@@ -184,10 +184,8 @@ class RecordingProxy:
             except (ConnectionError, OSError):
                 pass
             finally:
-                try:
+                with contextlib.suppress(OSError):
                     dst.close()
-                except OSError:
-                    pass
 
         await asyncio.gather(pump(client_r, up_w, True), pump(up_r, client_w, False))
 

@@ -60,8 +60,9 @@ class Nginx:
         key = workdir / "key.pem"
         openssl = need("openssl")
         subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(key), "-out", str(self.cert), "-days", "1", "-subj", "/CN=localhost",
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", str(key), "-out", str(self.cert), "-days", "1",
+             "-subj", "/CN=localhost",
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
             check=True, capture_output=True,
         )  # fmt: skip
@@ -75,10 +76,12 @@ class Nginx:
         (workdir / "site.conf").write_text(site)
         temp = workdir / "temp"
         (workdir / "nginx.conf").write_text(
-            f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log warn;\n"
+            f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\n"
+            f"error_log {workdir}/error.log warn;\n"
             "events { worker_connections 64; }\n"
             f"http {{\n  access_log {workdir}/access.log;\n"
-            + "".join(f"  {kind}_temp_path {temp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            + "".join(f"  {kind}_temp_path {temp}/{kind};\n"
+                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
             + f"  include {workdir}/site.conf;\n}}\n"
         )  # fmt: skip
         temp.mkdir()
@@ -103,12 +106,12 @@ class Nginx:
             try:
                 httpx.get(f"{self.url}/health", verify=str(self.cert), timeout=1)
                 return self
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(
                         f"nginx did not start: {(self.workdir / 'error.log').read_text()}"
-                    )
+                    ) from exc
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -137,12 +140,13 @@ def test_stream_through_nginx_tls_arrives_chunk_by_chunk(
             base_url=f"{nginx.url}/v1", api_key=API_KEY, max_retries=0, http_client=http_client
         )
         started = time.monotonic()
-        arrivals: list[tuple[float, str]] = []
-        for chunk in sdk.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": marker}], stream=True
-        ):
-            if chunk.choices and chunk.choices[0].delta.content:
-                arrivals.append((time.monotonic() - started, chunk.choices[0].delta.content))
+        arrivals: list[tuple[float, str]] = [
+            (time.monotonic() - started, chunk.choices[0].delta.content)
+            for chunk in sdk.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": marker}], stream=True
+            )
+            if chunk.choices and chunk.choices[0].delta.content
+        ]
     assert "".join(text for _, text in arrivals) == "one two three four"
     # Upstream sends a piece every 0.3 s: unbuffered, they arrive spread over ~0.9 s (on a busy
     # machine the first two may arrive together); a proxy that held the stream would deliver

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import openai
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
@@ -86,13 +85,18 @@ def test_with_structured_output_default_method_is_json_schema(
     assert sent.body["response_format"]["type"] == "json_schema"
 
 
-def test_with_structured_output_function_calling_is_refused(
+def test_with_structured_output_function_calling(
     llm: ChatOpenAI, proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
-    """method="function_calling" forces the tool with a named tool_choice, which OpenCode cannot do."""
-    with pytest.raises(openai.BadRequestError) as info:
-        llm.with_structured_output(City, method="function_calling").invoke(marker)
-    assert info.value.param == "tool_choice"
+    """method="function_calling" forces its tool with a named tool_choice: the upstream is
+    told to call it (tool_choice required, that tool alone) and LangChain parses the call."""
+    answer = {"name": "Lyon", "population": 520000}
+    fake_upstream.script(marker, fu.tool_calls(fu.ToolCall("City", json.dumps(answer))))
+    assert llm.with_structured_output(City, method="function_calling").invoke(marker) == City(
+        **answer
+    )
     [sent] = proxy.chat_requests(marker)
     assert sent.body["tool_choice"] == {"type": "function", "function": {"name": "City"}}
-    assert fake_upstream.chat_requests(marker) == []
+    [received] = fake_upstream.chat_requests(marker)
+    assert received.body["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in received.body["tools"]] == ["City"]

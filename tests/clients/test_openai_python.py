@@ -173,9 +173,12 @@ def test_busy_gateway_is_rate_limit_error(
     busy_gateway: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
     sdk = openai.OpenAI(base_url=busy_gateway.base_url, api_key=API_KEY, max_retries=0, timeout=30)
-    with sdk, occupied(busy_gateway, fake_upstream, marker):
-        with pytest.raises(openai.RateLimitError) as info:
-            sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}])
+    with (
+        sdk,
+        occupied(busy_gateway, fake_upstream, marker),
+        pytest.raises(openai.RateLimitError) as info,
+    ):
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}])
     assert info.value.response.headers["retry-after"] == "1"
     # Only the request that held the slot reached the upstream; the refused one never started.
     assert len(fake_upstream.chat_requests(marker)) == 1

@@ -67,7 +67,8 @@ def test_models_need_a_key_but_health_does_not(gateway: GatewayServer) -> None:
         (b'{"model": "fake/fake-model", "messages": []}', ""),
         (b'{"model": "fake/fake-model", "messages": "hi"}', ""),
         (
-            b'{"model": "fake/fake-model", "temperature": 7, "messages": [{"role": "user", "content": "x"}]}',
+            b'{"model": "fake/fake-model", "temperature": 7,'
+            b' "messages": [{"role": "user", "content": "x"}]}',
             "",
         ),
         (b'{"model": "fake/fake-model", "messages": [{"role": "robot", "content": "x"}]}', ""),

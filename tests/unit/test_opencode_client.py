@@ -94,10 +94,11 @@ def test_an_event_stream_that_never_opens_fails_instead_of_hanging(
     async def run() -> float:
         async with _silent_opencode() as client:
             t0 = time.monotonic()
+            # Without the bound: TimeoutError (the test's own), not BackendUnavailable.
+            opening = asyncio.timeout(3)
             with pytest.raises(BackendUnavailable, match="did not open"):
-                async with asyncio.timeout(3):  # without the bound: TimeoutError, not ours
-                    async with client.event_data():
-                        pass
+                async with opening, client.event_data():
+                    pass
             return time.monotonic() - t0
 
     assert asyncio.run(run()) < 2.0

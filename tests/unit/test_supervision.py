@@ -63,9 +63,10 @@ def running(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
-def our_children() -> list[int]:
-    """Running processes whose parent is this test process (a script killed before it noted
-    its pid is still found here)."""
+def our_children(directory: Path) -> list[int]:
+    """Running processes whose parent is this test process and that run a script of
+    `directory` (one killed before it noted its pid is still found here; other tests'
+    children are not)."""
     me = str(os.getpid())
     return [
         int(entry.name)
@@ -74,7 +75,15 @@ def our_children() -> list[int]:
         and (stat := _stat(entry.name)) is not None
         and stat[1] == me
         and stat[0] != "Z"
+        and str(directory).encode() in _cmdline(entry.name)
     ]
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return (Path("/proc") / pid / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def runs(state_dir: Path) -> int:
@@ -143,7 +152,7 @@ async def test_an_opencode_that_exits_at_once_is_given_up_on(
         await worker.start()
     assert state_of(worker) is WorkerState.FAILED
     assert len(pids(tmp_path)) == runs(tmp_path / "state") == MAX_CRASHES
-    assert not any(running(pid) for pid in pids(tmp_path)) and not our_children()
+    assert not any(running(pid) for pid in pids(tmp_path)) and not our_children(tmp_path)
     assert not supervisors(), "nothing is left to spawn it again"
 
     assert worker.process is not None
@@ -175,7 +184,7 @@ async def test_a_run_that_never_answers_is_ended_and_counted(
     assert runs(tmp_path / "state") == MAX_CRASHES
     assert 0 < len(pids(tmp_path)) <= MAX_CRASHES  # one killed before its `echo` is not noted
     assert not any(running(pid) for pid in pids(tmp_path))
-    assert not our_children()
+    assert not our_children(tmp_path)
     await worker.stop()
 
 
@@ -203,7 +212,7 @@ async def test_stop_during_start_leaves_no_process(tmp_path: Path) -> None:
     await until(lambda: bool(pids(tmp_path)) and running(pids(tmp_path)[0]))
     assert state_of(worker) is WorkerState.STARTING
     await worker.stop()
-    assert not running(pids(tmp_path)[0]) and not our_children()
+    assert not running(pids(tmp_path)[0]) and not our_children(tmp_path)
     assert state_of(worker) is WorkerState.STOPPED and not supervisors()
     with pytest.raises(BackendUnavailable):
         await starting
@@ -280,7 +289,7 @@ async def test_a_pool_whose_workers_all_gave_up_is_failed(
     assert backend.others_accepting(backend.workers[0])
     await backend.stop()
     assert backend.state == "stopped"
-    assert len(pids(tmp_path)) == 2 * MAX_CRASHES and not our_children()
+    assert len(pids(tmp_path)) == 2 * MAX_CRASHES and not our_children(tmp_path)
 
 
 async def test_a_binary_that_cannot_be_run_is_given_up_on(
