@@ -169,12 +169,10 @@ def attached_to(gateway: GatewayServer, **overrides: Any) -> GatewayServer:
     """Another gateway, attached to `gateway`'s embedded OpenCode (ready in about a second)."""
     assert gateway.backend is not None and gateway.backend.workers[0].process is not None
     process = gateway.backend.workers[0].process
-    config = replace(
-        gateway.config,
-        port=free_port(),
-        opencode_url=process.url,
-        opencode_password=Secret(process.password),
-        state_dir=fresh_state_dir(),
-        **overrides,
-    )
-    return GatewayServer(config).start()
+    settings: dict[str, Any] = {
+        "port": free_port(),
+        "opencode_url": process.url,
+        "opencode_password": Secret(process.password),
+        "state_dir": fresh_state_dir(),
+    }
+    return GatewayServer(replace(gateway.config, **{**settings, **overrides})).start()
