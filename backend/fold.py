@@ -128,8 +128,11 @@ class _PartText:
 
 @dataclass
 class _Call:
-    index: int
-    arguments_sent: bool = False
+    """A call of a client tool, as its part says so far (OpenCode parses its input whole)."""
+
+    part_id: str
+    name: str
+    arguments: dict[str, Any] | None = None  # None while the input is still streaming
 
 
 class TurnFold:
@@ -217,13 +220,18 @@ class TurnFold:
 
     def _message(self, info: dict[str, Any]) -> list[TurnEvent]:
         message_id, role = str(info.get("id", "")), info.get("role")
-        if not role:
+        if not role or self._roles.get(message_id) == "other":
             return []
-        self._roles[message_id] = role
-        if role != "assistant":
-            for part_id in self._early_parts.pop(message_id, {}):
-                self._ignore(part_id)
-            return []
+        if message_id not in self._roles:
+            first = self.assistant_id
+            if role != "assistant" or (first is not None and message_id > first):
+                # The user's message; or a later step, which the plugin refuses (OpenCode's
+                # ids ascend): neither is part of this turn's one model call.
+                self._roles[message_id] = "other"
+                for part_id in self._early_parts.pop(message_id, {}):
+                    self._ignore(part_id)
+                return []
+            self._roles[message_id] = "assistant"
         error = info.get("error")
         if error and error.get("name") not in self._not_errors:
             raise _error_from(error)
@@ -303,20 +311,20 @@ class TurnFold:
         return [TextDelta(new) if text.kind == "text" else ReasoningDelta(new)]
 
     def _tool_call(self, part: dict[str, Any]) -> list[TurnEvent]:
-        """A call of one of the client's tools: its id and name first, then its arguments."""
+        """Note a call of one of the client's tools; the calls go out when the turn ends.
+
+        Not as they come: parts of one message may arrive in any order, and the calls must
+        reach the client in the model's order (their parts' ids ascend in it). OpenCode gives a
+        call's input whole, at the end of the step, which is also where the turn stops.
+        """
         name, call_id = part.get("tool"), str(part.get("callID") or "")
         if name not in self.tool_names or name == STRUCTURED_OUTPUT:
             return []  # OpenCode's own tools and unknown names are never the client's business
-        events: list[TurnEvent] = []
-        call = self._calls.get(call_id)
-        if call is None:
-            call = self._calls[call_id] = _Call(len(self._calls))
-            events.append(ToolCallDelta(call.index, id=call_id, name=name))
+        call = self._calls.setdefault(call_id, _Call(str(part.get("id", "")), str(name)))
         state = part.get("state") or {}
-        if not call.arguments_sent and state.get("status") != "pending":
-            events.append(ToolCallDelta(call.index, arguments=json.dumps(state.get("input") or {})))
-            call.arguments_sent = True
-        return events
+        if state.get("status") != "pending":
+            call.arguments = state.get("input") or {}
+        return []
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -341,6 +349,10 @@ class TurnFold:
 
     def finished(self) -> list[TurnEvent]:
         events: list[TurnEvent] = []
+        ordered = sorted(self._calls.items(), key=lambda item: item[1].part_id)
+        for index, (call_id, call) in enumerate(ordered):
+            events.append(ToolCallDelta(index, id=call_id, name=call.name))
+            events.append(ToolCallDelta(index, arguments=json.dumps(call.arguments or {})))
         finish = _FINISH.get(self._finish or "stop", "stop")
         if self._calls:
             finish = "tool_calls"
