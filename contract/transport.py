@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 import httpx
+import httpx2
 
 from .anthropic_check import anthropic_types, is_anthropic_request
 from .openai_check import openai_schemas
@@ -296,6 +297,80 @@ class _CheckedStream(httpx.SyncByteStream):
             self._report(self._check.feed(chunk))
             yield chunk
         # Only a stream read to its end must have ended properly; a reader may stop early.
+        self._report(self._check.end())
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class ValidatingTransport2(httpx2.BaseTransport):
+    """The same checks for clients built on httpx2 (the anthropic SDK 2.x refuses httpx's
+    clients); each exchange is checked through its httpx twin, and the violations are kept in
+    `checks` (a ValidatingTransport that sends nothing itself)."""
+
+    def __init__(
+        self, contracts: Sequence[Contract] | None = None, inner: httpx2.BaseTransport | None = None
+    ) -> None:
+        self.checks = ValidatingTransport(contracts, inner=httpx.MockTransport(_unused))
+        self.inner = inner or httpx2.HTTPTransport()
+
+    @property
+    def violations(self) -> list[str]:
+        return self.checks.violations
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self.inner.handle_request(request)
+        twin = httpx.Request(request.method, str(request.url), headers=request.headers.raw)
+        head = httpx.Response(response.status_code, headers=response.headers.raw, request=twin)
+        contracts = self.checks.contracts
+        if is_event_stream(head):
+            self.checks.report(twin, head_problems(contracts, twin, head))
+            check = stream_check(contracts, twin)
+            return httpx2.Response(
+                response.status_code,
+                headers=response.headers,
+                stream=_CheckedStream2(
+                    response.stream, check, lambda p: self.checks.report(twin, p)
+                ),
+                extensions=response.extensions,
+                request=request,
+            )
+        body = response.read()
+        self.checks.report(twin, whole_problems(contracts, twin, head, body))
+        return httpx2.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx2.ByteStream(body),
+            extensions=response.extensions,
+            request=request,
+        )
+
+    def assert_clean(self) -> None:
+        self.checks.assert_clean()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _unused(request: httpx.Request) -> httpx.Response:
+    raise AssertionError("the httpx twin of an httpx2 exchange sends nothing")
+
+
+class _CheckedStream2(httpx2.SyncByteStream):
+    def __init__(
+        self,
+        inner: Any,
+        check: StreamCheck | MessageStreamCheck,
+        report: Callable[[list[str]], None],
+    ) -> None:
+        self._inner = inner
+        self._check = check
+        self._report = report
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            self._report(self._check.feed(chunk))
+            yield chunk
         self._report(self._check.end())
 
     def close(self) -> None:
