@@ -9,6 +9,7 @@ from opencode_openai.handlers._turn import (
     backend,
     clamp_max_tokens,
     collected,
+    json_answer,
     primed,
     stream_response,
     turn_events,
@@ -28,8 +29,8 @@ async def create_message(body: dict[str, Any], beta: bool | None = None) -> Any:
     meta = new_meta(options.model)
     events = turn_events(plan)
     if options.stream:
-        return stream_response(sse_stream(meta, await primed(events)))
-    return message_from_events(meta, await collected(events)), 200, JSON
+        return stream_response(sse_stream(meta, await primed(events)), plan)
+    return json_answer(message_from_events(meta, await collected(events)), plan)
 
 
 async def count_message_tokens(body: dict[str, Any], beta: bool | None = None) -> Any:

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ import pytest
 
 from tests.clients._support import ROOT, RecordingProxy
 from tests.support import fake_upstream as fu
-from tests.support.gateway import API_KEY
+from tests.support.gateway import API_KEY, GatewayServer, attached_to
 
 pytestmark = pytest.mark.opencode
 
 MODEL = "fake/fake-model"
+#: The model ids Claude Code 2.1.332 asks for by default (its `--model` default).
+CLAUDE_CODE_DEFAULTS = ("claude-opus-5-5",)
 
 
 def claude_binary() -> Path:
@@ -41,6 +44,12 @@ def claude_binary() -> Path:
 def claude(
     tmp_path: Path, proxy: RecordingProxy, prompt: str, *args: str, key: str = "api_key"
 ) -> dict[str, Any]:
+    return run_claude(tmp_path, proxy.url, prompt, *args, key=key)
+
+
+def run_claude(
+    tmp_path: Path, base_url: str, prompt: str, *args: str, key: str = "api_key"
+) -> dict[str, Any]:
     """Run `claude -p PROMPT ARGS --output-format json` in `tmp_path/work`; its JSON result."""
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir(exist_ok=True)
@@ -49,7 +58,7 @@ def claude(
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-        "ANTHROPIC_BASE_URL": proxy.url,
+        "ANTHROPIC_BASE_URL": base_url,
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
@@ -129,12 +138,25 @@ def test_read_tool_round_trip(
     assert len(blocks) == 1 and blocks[0]["tool_use_id"].startswith("toolu_")
 
 
-@pytest.mark.xfail(strict=True, reason="aliases: issue 15")
-def test_its_default_model_id_through_an_alias(
-    tmp_path: Path, proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str
+@pytest.fixture(scope="module")
+def aliased(gateway: GatewayServer) -> Iterator[GatewayServer]:
+    """A gateway that answers Claude Code's default model ids with the fake model."""
+    server = attached_to(
+        gateway,
+        model_aliases=tuple((name, MODEL) for name in CLAUDE_CODE_DEFAULTS),
+    )
+    yield server
+    server.stop()
+
+
+def test_its_default_model_ids_through_aliases(
+    tmp_path: Path, aliased: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
 ) -> None:
-    """Without `--model` Claude Code asks for its own default id (`claude-…`): a gateway
-    started with `--model-alias claude-opus-5-5=fake/fake-model` answers it."""
+    """Without `--model` Claude Code asks for its own default id (`claude-opus-5-5`, and
+    `claude-…` ids for --model opus / sonnet / haiku): aliases answer each."""
     fake_upstream.script(marker, fu.text("Aliased."))
-    result = claude(tmp_path, proxy, f"Say hi. {marker}", "--model", "claude-opus-5-5")
+    result = run_claude(tmp_path, aliased.url, f"Say hi. {marker}")
+    assert result["is_error"] is False, result
     assert result["result"] == "Aliased."
+    [upstream] = fake_upstream.chat_requests(marker)
+    assert upstream.body["model"] == "fake-model"

@@ -391,3 +391,36 @@ def test_client_going_away_aborts_the_turn(
     )
     assert upstream.chunks_sent < 50
     opencode_turns.wait_over(marker)
+
+
+@pytest.mark.parametrize(
+    ("choice", "forced"),
+    [({"type": "any"}, "required"), ({"type": "tool", "name": "lookup"}, "lookup")],
+    ids=["any", "tool"],
+)
+def test_forced_tool_choice(
+    client: anthropic.Anthropic,
+    fake_upstream: fu.FakeUpstream,
+    marker: str,
+    choice: dict[str, str],
+    forced: str,
+) -> None:
+    fake_upstream.script(marker, fu.echo())
+    lookup = {"name": "lookup", "input_schema": {"type": "object"}}
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        tools=[WEATHER, lookup],
+        tool_choice=choice,  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": marker}],
+    )
+    assert message.stop_reason == "tool_use"
+    [call] = message.content
+    assert call.type == "tool_use"
+    [upstream] = fake_upstream.chat_requests(marker)
+    if forced == "required":
+        assert upstream.body["tool_choice"] == "required"
+        assert call.name in ("get_weather", "lookup")
+    else:
+        assert [t["function"]["name"] for t in upstream.body["tools"]] == ["lookup"]
+        assert call.name == "lookup"
