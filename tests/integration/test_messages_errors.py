@@ -3,6 +3,7 @@ handler (auth, routing, the body guard, validation) and in it, with a `request-i
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -15,7 +16,16 @@ from tests.support.gateway import API_KEY, GatewayServer
 pytestmark = pytest.mark.opencode
 
 KEY = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
-GOOD = b'{"model": "fake/fake-model", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}'
+
+
+def body(**fields: Any) -> bytes:
+    """A Messages body: the fake model, 5 tokens, one user message, and `fields`."""
+    request = {"model": "fake/fake-model", "max_tokens": 5, **fields}
+    request.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return json.dumps(request).encode()
+
+
+GOOD = body()
 
 
 def assert_anthropic_error(response: httpx.Response, status: int, kind: str) -> str:
@@ -74,19 +84,26 @@ def test_models_take_the_x_api_key_too(gateway: GatewayServer) -> None:
         (b"{not json", "JSON"),
         (b'{"model": "fake/fake-model", "messages": []}', "max_tokens"),
         (
-            b'{"model": "fake/fake-model", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}',
+            body(messages=[{"role": "robot", "content": "x"}]),
             "robot",
         ),
         (
-            b'{"model": "fake/fake-model", "max_tokens": 5, "temperature": 3, "messages": [{"role": "user", "content": "x"}]}',
+            body(temperature=3),
             "temperature",
         ),
         (
-            b'{"model": "fake/fake-model", "max_tokens": 5, "container": "c1", "messages": [{"role": "user", "content": "x"}]}',
+            body(container="c1"),
             "container",
         ),
         (
-            b'{"model": "fake/fake-model", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]}',
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}],
+                    }
+                ]
+            ),
             "file",
         ),
     ],
@@ -135,10 +152,10 @@ def test_image_for_a_text_model_is_400(gateway: GatewayServer) -> None:
 
 
 def test_unknown_model_says_how_to_choose_or_alias(gateway: GatewayServer) -> None:
-    body = b'{"model": "claude-opus-5-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}'
+    unknown = body(model="claude-opus-5-5")
     for path in ("/v1/messages", "/v1/messages/count_tokens"):
         message = assert_anthropic_error(
-            post(gateway, body, {**KEY, "content-type": "application/json"}, path),
+            post(gateway, unknown, {**KEY, "content-type": "application/json"}, path),
             404,
             "not_found_error",
         )
