@@ -22,6 +22,7 @@ __all__ = ["AccessLog", "request_id_of"]
 log = logging.getLogger("opencode_openai.access")
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_ANTHROPIC_PREFIX = "/v1/messages"
 
 
 def request_id_of(scope: Scope) -> str:
@@ -48,15 +49,15 @@ class AccessLog:
         state["arrived"] = asyncio.get_running_loop().time()
         started = time.perf_counter()
         status = 0
+        id_headers = [(b"x-request-id", request_id.encode())]
+        if scope["path"].startswith(_ANTHROPIC_PREFIX):
+            id_headers.append((b"request-id", request_id.encode()))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                message["headers"] = [*message.get("headers", []), *id_headers]
             await send(message)
 
         self.metrics.in_flight.inc()

@@ -1,4 +1,5 @@
-"""Bearer-key check, bound by the spec's `x-bearerInfoFunc`."""
+"""The key check, bound by the spec's `x-bearerInfoFunc` (`Authorization: Bearer`) and
+`x-apikeyInfoFunc` (`x-api-key`, Anthropic's header): the same keys, the same comparison."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from opencode_openai.core.settings import GatewayConfig
 
-__all__ = ["bearer_info", "key_matches"]
+__all__ = ["api_key_info", "bearer_info", "key_matches"]
 
 
 def key_matches(token: str, keys: tuple[Any, ...]) -> bool:
@@ -24,3 +25,7 @@ def bearer_info(token: str, request: Any) -> dict[str, Any] | None:
     if key_matches(token, config.api_keys):
         return {"sub": "client"}
     return None
+
+
+def api_key_info(api_key: str, request: Any) -> dict[str, Any] | None:
+    return bearer_info(api_key, request)

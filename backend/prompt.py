@@ -13,6 +13,7 @@ from typing import Any
 from opencode_openai.backend.plugin_contract import AGENT, METADATA_KEY, STRUCTURED_OUTPUT
 from opencode_openai.core.plan import (
     AssistantMessage,
+    FilePart,
     ImagePart,
     Message,
     Sampling,
@@ -28,13 +29,16 @@ __all__ = ["prompt_body"]
 def _user_part(part: UserPart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
+    if isinstance(part, FilePart):
+        return {"type": "file", "mime": part.media_type, "url": part.url, "filename": part.filename}
     assert isinstance(part, ImagePart)
     return {"type": "file", "mime": part.media_type, "url": part.url, "filename": "image"}
 
 
 def _tool_part(call: ToolCall) -> dict[str, Any]:
-    # A completed tool part: OpenCode sends it upstream as the call and its result.
-    state = {
+    # A completed tool part: OpenCode sends it upstream as the call and its result; a failed
+    # one (an error part) as the call and its error (`is_error` where the provider has one).
+    state: dict[str, Any] = {
         "status": "completed",
         "input": call.arguments,
         "output": call.result,
@@ -42,6 +46,14 @@ def _tool_part(call: ToolCall) -> dict[str, Any]:
         "metadata": {},
         "time": {"start": 0, "end": 0},
     }
+    if call.is_error:
+        state = {
+            "status": "error",
+            "input": call.arguments,
+            "error": call.result,
+            "metadata": {},
+            "time": {"start": 0, "end": 0},
+        }
     return {"type": "tool", "tool": call.name, "callID": call.id, "state": state}
 
 
@@ -82,12 +94,25 @@ def _params(sampling: Sampling) -> dict[str, Any]:
             ("parallel_tool_calls", sampling.parallel_tool_calls),
             # The AI SDK writes `reasoning_effort` itself from this provider option.
             ("reasoningEffort", sampling.reasoning_effort),
+            # What OpenCode's Anthropic provider (@ai-sdk/anthropic) reads as Anthropic's
+            # `thinking`; OpenAI-compatible providers get it as it is (`thinking.type` is what
+            # several of them read); OpenAI's provider drops it.
+            ("thinking", _thinking(sampling)),
         )
         if value is not None
     }
     if options:
         params["options"] = options
     return params
+
+
+def _thinking(sampling: Sampling) -> dict[str, Any] | None:
+    if sampling.thinking is None:
+        return None
+    thinking: dict[str, Any] = {"type": sampling.thinking}
+    if sampling.thinking == "enabled" and sampling.thinking_budget_tokens is not None:
+        thinking["budgetTokens"] = sampling.thinking_budget_tokens
+    return thinking
 
 
 def _last_user_text(plan: TurnPlan) -> str:

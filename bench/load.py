@@ -273,6 +273,7 @@ class GatewayDriver:
     def __init__(self, client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
         self.client = client
         self.url = f"{url}/v1/chat/completions"
+        self.messages_url = f"{url}/v1/messages"
         self.models_url = f"{url}/v1/models"
         self.headers = headers
         self.body = {
@@ -280,6 +281,7 @@ class GatewayDriver:
             "messages": [{"role": "user", "content": PROMPT}],
         }
         self.stream_body = {**self.body, "stream": True}
+        self.messages_body = {**self.body, "max_tokens": 100}
 
     async def models(self) -> Outcome:
         """A round trip through the gateway that does not reach OpenCode."""
@@ -304,6 +306,23 @@ class GatewayDriver:
                 return _error(t0, f"unexpected answer {content!r}")
             return Outcome("ok", latency)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
+            return _error(t0, repr(exc))
+
+    async def messages(self) -> Outcome:
+        """The same turn through Anthropic's Messages API (`POST /v1/messages`, not streamed)."""
+        t0 = time.perf_counter()
+        try:
+            response = await self.client.post(
+                self.messages_url, headers=self.headers, json=self.messages_body
+            )
+            latency = time.perf_counter() - t0
+            if response.status_code != 200:
+                return _status(t0, response)
+            content = response.json()["content"][0]["text"]
+            if content != EXPECTED:
+                return _error(t0, f"unexpected answer {content!r}")
+            return Outcome("ok", latency)
+        except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
             return _error(t0, repr(exc))
 
     async def stream(self) -> Outcome:

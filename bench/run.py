@@ -78,6 +78,8 @@ def in_git_work_tree(path: Path) -> bool:
 
 # Targets of issue 8.
 OVERHEAD_MS, OVERHEAD_PCT = 3.0, 5.0
+#: The Messages route's cost over the chat route's at concurrency 1 (issue 17's aim).
+MESSAGES_MS = 1.0
 TTFT_ADDED_MS = 5.0
 GATEWAY_RSS_MB = 150.0
 BEAT_NAIVE = 0.8
@@ -337,6 +339,7 @@ class Bench:
             self.result["rss_idle_mb"] = self.rss()
             await self.latency(direct, gw)
             await self.ttft(direct, gw)
+            await self.messages(gw)
             await self.throughput(direct, gw)
             await self.streams(gw)
             self.result["rss_after_load_mb"] = self.rss()
@@ -414,6 +417,21 @@ class Bench:
             "median": round(statistics.median(diffs), 2) if diffs else float("nan"),
             "n": len(diffs),
         }
+
+    async def messages(self, gw: GatewayDriver) -> None:
+        """The Messages route against the chat route, the same turn, round by round at c=1."""
+        n = self.plan.c1_rounds
+        say(f"Messages API against chat at concurrency 1: {n} rounds")
+        results = await interleaved(
+            {"chat": gw.chat, "messages": gw.messages},
+            n,
+            self.plan.deadline_s,
+            self.plan.c1_max_s,
+        )
+        self.result["messages"] = {name: summary(o) for name, o in results.items()}
+        self.result["messages"]["paired_vs_chat_ms"] = self._paired(
+            results["messages"], results["chat"]
+        )
 
     async def ttft(self, direct: OpenCodeDriver, gw: GatewayDriver) -> None:
         n = self.plan.ttft_rounds
@@ -724,6 +742,28 @@ def rows(r: dict[str, Any]) -> list[Row | str]:
             verdict(errs == 0),
         )
     )
+
+    if "messages" in r:
+        m = r["messages"]
+        out.append(
+            f"Messages API against chat, non-streamed, concurrency 1, {m['messages']['n']} "
+            "rounds; baseline = POST /v1/chat/completions"
+        )
+        chat_p50, messages_p50 = m["chat"]["latency_ms"]["p50"], m["messages"]["latency_ms"]["p50"]
+        out.append(
+            Row("latency p50 (ms)", fmt(chat_p50), fmt(messages_p50), ratio(messages_p50, chat_p50))
+        )
+        paired_m = m["paired_vs_chat_ms"]["median"]
+        out.append(
+            Row(
+                "  Messages - chat, median of paired diffs (ms)",
+                "",
+                fmt(paired_m),
+                "",
+                f"<= {MESSAGES_MS:g} ms",
+                verdict(paired_m <= MESSAGES_MS),
+            )
+        )
 
     t = r["ttft"]
     out.append(

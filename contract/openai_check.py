@@ -16,6 +16,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from .anthropic_check import is_anthropic_request
+
 SCHEMAS_PATH = Path(__file__).resolve().parent / "openai" / "schemas.json"
 _URI = "urn:openai-openapi"
 
@@ -23,8 +25,8 @@ _URI = "urn:openai-openapi"
 def _response_schema(request: httpx.Request, status: int) -> str | None:
     """Which OpenAI schema a JSON response of the gateway's OpenAI API must satisfy."""
     method, path = request.method, request.url.path
-    if not path.startswith("/v1/"):
-        return None
+    if not path.startswith("/v1/") or is_anthropic_request(request):
+        return None  # Anthropic's API is the anthropic SDK's business (anthropic_check.py)
     if status >= 400:
         return "ErrorResponse"
     if (method, path) == ("POST", "/v1/chat/completions"):
@@ -76,6 +78,9 @@ class OpenAISchemas:
         return self.validate(
             "ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload
         )
+
+    def message_event(self, payload: Any) -> list[str]:
+        return []  # Anthropic's stream events are not OpenAI's
 
 
 @cache

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, quote
 
 import httpx
 import yaml
+from jsonschema.exceptions import best_match
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.exceptions import OpenAPIError
@@ -64,16 +65,28 @@ class _Response:
     data: bytes
 
 
+def _error_text(error: Any) -> str:
+    """A schema error, where it is, and for a failed oneOf / anyOf the likeliest reason."""
+    text = f"at {'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message[:300]}"
+    if error.context:
+        branches: dict[Any, list[Any]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        # The branch the value is closest to: the fewest problems, then the deepest.
+        closest = min(branches.values(), key=lambda errs: (len(errs), -len(errs[0].path)))
+        reason = best_match(closest)
+        text += f" (likeliest: at {'/'.join(map(str, reason.absolute_path)) or '(root)'}: "
+        text += f"{reason.message[:300]})"
+    return text
+
+
 def describe(exc: BaseException) -> str:
     """The schema errors behind `exc`, each with where in the value it is (else `exc` itself)."""
     errors: list[str] = []
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, InvalidSchemaValue):
-            errors += [
-                f"at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
-                for e in cause.schema_errors
-            ]
+            errors += [_error_text(e) for e in cause.schema_errors]
         cause = cause.__cause__
     return f"{type(exc).__name__}: {'; '.join(errors)}" if errors else str(exc)
 
@@ -91,7 +104,7 @@ class OurSpec:
             for path, item in spec["paths"].items()
             for operation in item.values()
             for parameter in operation.get("parameters", [])
-            if parameter["in"] == "path" and parameter["schema"].get("format") == "path"
+            if parameter.get("in") == "path" and parameter["schema"].get("format") == "path"
         )
 
     def schema(self, name: str) -> SchemaValidator:
@@ -125,7 +138,8 @@ class OurSpec:
         """Problems of a response: its status, media type and (for JSON) its body.
 
         A stream's body is a stand-in; its events go through `event`. Routes the spec does
-        not have (the spec document itself, unknown URLs) only have to give OpenAI errors.
+        not have (the spec document itself, unknown URLs) only have to give errors in the
+        shape of their prefix (Anthropic's under /v1/messages, else OpenAI's).
         """
         where = f"status {response.status_code}"
         try:
@@ -133,7 +147,12 @@ class OurSpec:
         except PathError:
             if response.status_code < 400:
                 return []
-            return [f"{where}: {p}" for p in self.validate("ErrorResponse", _json(body))]
+            shape = (
+                "AnthropicErrorResponse"
+                if request.url.path.startswith("/v1/messages")
+                else "ErrorResponse"
+            )
+            return [f"{where}: {p}" for p in self.validate(shape, _json(body))]
         except OpenAPIError as exc:
             return [f"{where}: {describe(exc)}"]
         return []
@@ -144,6 +163,10 @@ class OurSpec:
         return self.validate(
             "ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload
         )
+
+    def message_event(self, payload: Any) -> list[str]:
+        """Problems of one `data:` JSON of a Messages stream."""
+        return self.validate("MessageStreamEvent", payload)
 
     def _request(self, request: httpx.Request) -> _Request:
         path = request.url.path

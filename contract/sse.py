@@ -15,13 +15,17 @@ class EventParser:
         self._pending = b""
 
     def feed(self, chunk: bytes) -> list[str]:
+        return [data for _, data in self.feed_named(chunk)]
+
+    def feed_named(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        """Each whole event's name (its `event:` line, None without one) and `data`."""
         self._pending += chunk
-        events: list[str] = []
+        events: list[tuple[str | None, str]] = []
         while match := _EVENT_END.search(self._pending):
             raw, self._pending = self._pending[: match.start()], self._pending[match.end() :]
             data = _data(raw.decode())
             if data is not None:
-                events.append(data)
+                events.append((_name(raw.decode()), data))
         return events
 
     @property
@@ -36,3 +40,10 @@ def _data(event: str) -> str | None:
         line[5:].removeprefix(" ") for line in _LINE_END.split(event) if line.startswith("data:")
     ]
     return "\n".join(lines) if lines else None
+
+
+def _name(event: str) -> str | None:
+    names = [
+        line[6:].removeprefix(" ") for line in _LINE_END.split(event) if line.startswith("event:")
+    ]
+    return names[-1] if names else None

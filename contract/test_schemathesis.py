@@ -35,7 +35,7 @@ from tests.support.gateway import API_KEY, FAKE_PROVIDER, GatewayServer, opencod
 pytestmark = pytest.mark.opencode
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-OPEN_PATHS = {"/health"}
+OPEN_PATHS = {"/health", "/"}
 
 CONFIG = {
     "seed": 6,
@@ -115,6 +115,105 @@ def breaks_an_unstated_rule(body: Any) -> bool:
     return bool(pending)
 
 
+MESSAGES_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
+
+
+def _blocks(content: Any) -> list[Any]:
+    return content if isinstance(content, list) else []
+
+
+def breaks_an_unstated_messages_rule(body: Any) -> bool:
+    """A Messages body breaking a rule the spec states in prose only: each tool_use answered by
+    a tool_result in the next user message (and a tool_result answering one), a custom tool
+    name used twice, a forced tool not offered (or with thinking enabled), an image for a
+    model that takes none."""
+    if not isinstance(body, dict):
+        return False
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return False
+
+    def images(blocks: list[Any]) -> bool:
+        return any(
+            isinstance(b, dict)
+            and (
+                b.get("type") == "image"
+                or (b.get("type") in ("tool_result", "document") and images(_nested(b)))
+            )
+            for b in blocks
+        )
+
+    if body.get("model") not in IMAGE_MODELS and any(
+        isinstance(m, dict) and images(_blocks(m.get("content"))) for m in messages
+    ):
+        return True
+    choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
+    tools = [
+        t
+        for t in body.get("tools") or []
+        if isinstance(t, dict)
+        and t.get("type", "custom") == "custom"
+        and not t.get("defer_loading")
+    ]
+    if choice.get("type") != "none":
+        names = [str(t.get("name")) for t in tools]
+        if len(names) != len(set(names)):
+            return True
+        if choice.get("type") in ("any", "tool"):
+            if not names or (choice.get("type") == "tool" and choice.get("name") not in names):
+                return True
+            thinking = body.get("thinking")
+            if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+                return True
+    pending: list[Any] = []  # ids of the last assistant message's tool_use blocks
+    for message in messages:
+        if not isinstance(message, dict):
+            return False
+        blocks = _blocks(message.get("content"))
+        if message.get("role") == "user":
+            results = [
+                b.get("tool_use_id")
+                for b in blocks
+                if isinstance(b, dict) and b.get("type") == "tool_result"
+            ]
+            if sorted(map(str, results)) != sorted(map(str, pending)) or len(
+                set(map(str, results))
+            ) != len(results):
+                return True
+            pending = []
+        elif pending:
+            return True
+        elif message.get("role") == "assistant":
+            pending = [
+                b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"
+            ]
+    return bool(pending)
+
+
+def _nested(block: dict[str, Any]) -> list[Any]:
+    if block.get("type") == "tool_result":
+        return _blocks(block.get("content"))
+    source = block.get("source")
+    return _blocks(source.get("content")) if isinstance(source, dict) else []
+
+
+#: Messages requests random generation hardly ever makes: a known model, streamed, with a
+#: system message in mid-conversation, tools, thinking and Claude Code's fields.
+MESSAGES_EXAMPLES = [
+    {"model": "fake/fake-model", "max_tokens": 64000, "stream": True,
+     "system": [{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
+     "thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"},
+     "context_management": {"edits": []}, "metadata": {"user_id": "u"},
+     "messages": [{"role": "user", "content": [{"type": "text", "text": "stream"}]},
+                  {"role": "system", "content": "Environment: test"}]},
+    {"model": "fake/fake-reasoning-model", "max_tokens": 50, "temperature": 0.5, "top_k": 5,
+     "stop_sequences": ["END"], "thinking": {"type": "enabled", "budget_tokens": 1024},
+     "tools": [{"name": "f", "input_schema": {"type": "object"}},
+               {"type": "web_search_20250305", "name": "web_search"}],
+     "messages": [{"role": "user", "content": "tools"}]},
+]  # fmt: skip
+
+
 def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> bool:
     """The integration tests' contract checks (chunks, OpenAI's schemas) on a fuzzed response."""
     sent = response.request
@@ -174,6 +273,11 @@ def _the_model_echoes_any_prompt(fake_upstream: fu.FakeUpstream) -> Iterator[Non
 @schema.hook
 def filter_case(context: HookContext, case: Case) -> bool:
     # filter_case, not filter_body: the coverage phase builds its cases without body hooks.
+    if case.operation.path in MESSAGES_PATHS:
+        try:
+            return not breaks_an_unstated_messages_rule(case.body)
+        except (AttributeError, TypeError, KeyError):
+            return True
     if case.operation.path != "/v1/chat/completions":
         return True
     try:
@@ -188,6 +292,11 @@ def before_add_examples(context: HookContext, examples: list[Case]) -> None:
         examples += [
             context.operation.Case(body=body, media_type="application/json")
             for body in CHAT_EXAMPLES
+        ]
+    if context.operation is not None and context.operation.path in MESSAGES_PATHS:
+        examples += [
+            context.operation.Case(body=body, media_type="application/json")
+            for body in MESSAGES_EXAMPLES
         ]
 
 

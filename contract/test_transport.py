@@ -107,7 +107,7 @@ SCHEMA_BREAKS = [
     ),
     ("POST", "/v1/chat/completions", 200, {**COMPLETION, "created": "1"}, "integer"),
     ("GET", "/v1/models", 200, {"object": "list"}, "data"),
-    ("GET", "/v1/models/fake/fake-model", 200, {**MODEL, "created": None}, "integer"),
+    ("GET", "/v1/models/fake/fake-model", 200, {**MODEL, "created": None}, "created"),
     ("GET", "/v1/models", 401, {"error": {**ERROR["error"], "code": 401}}, "error/code"),
 ]
 SCHEMA_BREAK_IDS = [

@@ -18,7 +18,16 @@ from opencode_openai.core.events import ReasoningDelta, TurnEvent, TurnFinished
 
 __all__ = ["GatewayMetrics", "observe_turn"]
 
-_ROUTES = ("/v1/chat/completions", "/v1/models", "/health", "/metrics", "/openapi.json")
+_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/models",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/",
+)
 #: The states an OpenCode worker reports (backend.worker.WorkerState), each a label value of
 #: `opencode_openai_opencode_workers` even at 0.
 WORKER_STATES = ("starting", "ready", "restarting", "recycling", "failed", "stopped")

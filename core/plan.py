@@ -9,13 +9,14 @@ encoder of the same plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from opencode_openai.core.models import ModelRef
 
 __all__ = [
     "AssistantMessage",
     "ClientTool",
+    "FilePart",
     "ForcedTool",
     "ImagePart",
     "Message",
@@ -41,20 +42,32 @@ class ImagePart:
     media_type: str
 
 
-UserPart = TextPart | ImagePart
+@dataclass(frozen=True)
+class FilePart:
+    """A document the model should read (a PDF): a `data:` URL or an http(s) URL, its media
+    type and a file name. Whether the model can read it is its provider's business."""
+
+    url: str
+    media_type: str
+    filename: str
+
+
+UserPart = TextPart | ImagePart | FilePart
 
 
 @dataclass(frozen=True)
 class ToolCall:
     """A call the assistant made earlier in the conversation, with the client's result.
 
-    `arguments` is the call's input object; `result` the text the client's tool returned.
+    `arguments` is the call's input object; `result` the text the client's tool returned;
+    `is_error`: the client says the tool failed (`result` is then the error's text).
     """
 
     id: str
     name: str
     arguments: dict[str, Any]
     result: str
+    is_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,10 @@ class Sampling:
     user: str | None = None
     reasoning_effort: str | None = None
     parallel_tool_calls: bool | None = None
+    #: Extended thinking asked for explicitly (Anthropic's `thinking`): "enabled", with at most
+    #: `thinking_budget_tokens` tokens of it, or "disabled"; None: the model's own default.
+    thinking: Literal["enabled", "disabled"] | None = None
+    thinking_budget_tokens: int | None = None
 
 
 @dataclass(frozen=True)

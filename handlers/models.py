@@ -1,12 +1,16 @@
-"""GET /v1/models and GET /v1/models/{model}: OpenAI's fields, and what each model can do."""
+"""GET /v1/models and GET /v1/models/{model}: OpenAI's shape, or Anthropic's for a client that
+sends `anthropic-version` (as Anthropic's SDKs and Claude Code do)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from connexion import request
+
 from opencode_openai.core.errors import ModelNotFound
 from opencode_openai.core.models import DEFAULT_ALIAS, CatalogModel, ModelCatalog
 from opencode_openai.handlers._turn import JSON, backend
+from opencode_openai.protocols.anthropic import model_info, model_page
 
 
 def _model(model_id: str, entry: CatalogModel, catalog: ModelCatalog) -> dict[str, Any]:
@@ -44,8 +48,19 @@ def _model(model_id: str, entry: CatalogModel, catalog: ModelCatalog) -> dict[st
     return listed
 
 
+def _anthropic_client() -> bool:
+    return "anthropic-version" in request.headers
+
+
+def _anthropic_list(catalog: ModelCatalog) -> Any:
+    models = [(model_id, e) for model_id in catalog.ids() if (e := catalog.resolve(model_id))]
+    return model_page(models), 200, JSON
+
+
 async def list_models() -> Any:
     catalog = backend().catalog
+    if _anthropic_client():
+        return _anthropic_list(catalog)
     data = [
         _model(model_id, entry, catalog)
         for model_id in catalog.ids()
@@ -59,4 +74,6 @@ async def retrieve_model(model: str) -> Any:
     entry = catalog.resolve(model)
     if entry is None:
         raise ModelNotFound(model)
+    if _anthropic_client():
+        return model_info(model, entry), 200, JSON
     return _model(model, entry, catalog), 200, JSON
