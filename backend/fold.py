@@ -50,10 +50,11 @@ def _usage(tokens: dict[str, Any] | None) -> Usage:
     cached = int(cache.get("read") or 0)
     # OpenCode counts cached input apart from `input` and reasoning apart from `output`;
     # OpenAI's prompt_tokens and completion_tokens include them (seen on 1.18.33).
-    prompt = int(tokens.get("input") or 0) + cached + int(cache.get("write") or 0)
+    written = int(cache.get("write") or 0)
+    prompt = int(tokens.get("input") or 0) + cached + written
     reasoning = int(tokens.get("reasoning") or 0)
     completion = int(tokens.get("output") or 0) + reasoning
-    return Usage(prompt, completion, cached, reasoning)
+    return Usage(prompt, completion, cached, reasoning, written)
 
 
 def _error_from(error: dict[str, Any]) -> GatewayError:

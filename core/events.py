@@ -22,6 +22,9 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    #: Prompt tokens written to the provider's cache (in `prompt_tokens`; the Responses API
+    #: reports them apart).
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
