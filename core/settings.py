@@ -400,6 +400,35 @@ class GatewayConfig:
         check=lambda value: None if value in ("clamp", "reject") else "must be clamp or reject",
         shown_default="clamp",
     )
+    #: Stored responses (`store: true` on POST /v1/responses): where, how long, how much.
+    response_store_file: Path | None = _setting(
+        flags=("--response-store-file",),
+        env=("OPENCODE_OPENAI_RESPONSE_STORE_FILE",),
+        help="SQLite database of stored responses (POST /v1/responses with store: true); "
+        "default: responses.sqlite3 in the state dir",
+        metavar="FILE",
+        parse=Path,
+    )
+    response_store_max_age_s: float = _setting(
+        30 * 24 * 3600.0,
+        flags=("--response-store-max-age",),
+        env=("OPENCODE_OPENAI_RESPONSE_STORE_MAX_AGE",),
+        help="how long a stored response is kept, in seconds (2592000: 30 days)",
+        metavar="SECONDS",
+        parse=float,
+        check=_positive_s,
+        shown_default=str(30 * 24 * 3600),
+    )
+    response_store_max_mb: int = _setting(
+        1024,
+        flags=("--response-store-max-mb",),
+        env=("OPENCODE_OPENAI_RESPONSE_STORE_MAX_MB",),
+        help="most space stored responses take; beyond it the oldest are dropped",
+        metavar="MB",
+        parse=int,
+        check=_at_least(1),
+        shown_default="1024",
+    )
     log_level: str = _setting(
         "info",
         flags=("--log-level",),
