@@ -10,8 +10,8 @@ serves. Three extensions carry the words of those refusals:
 - `x-unsupported`: a value the gateway cannot honour (400, `code: unsupported_parameter`);
 - `x-invalid`: a malformed value, said plainly (400);
 - `discriminator` on a `oneOf`: the branch the instance names (by `role`, by `type`) is the
-  one whose error is reported; a name no branch has is unsupported (`{value}` in the
-  `x-unsupported` text stands for it).
+  one whose error is reported (without the property, the branch that does not require it);
+  a name no branch has is unsupported (`{value}` in the `x-unsupported` text stands for it).
 The nearest schema with such an extension, walking from the field that failed towards the
 body, decides the error and its `param`. `format: json-object` is the text of a JSON object
 (empty counts as `{}`): the arguments of a replayed tool call.
@@ -92,14 +92,20 @@ def _branch_error(error: ValidationError) -> ValidationError | GatewayError:
     prop = (schema.get("discriminator") or {}).get("propertyName")
     context = list(error.context or ())
     if prop and isinstance(error.instance, dict):
-        if prop not in error.instance:
+        # A branch that does not require the property is the one meant without it (OpenAI's
+        # Responses input: a message item may leave out its `type`).
+        default = next(
+            (i for i, b in enumerate(schema["oneOf"]) if prop not in b.get("required", ())), None
+        )
+        if prop not in error.instance and default is None:
             return InvalidRequest(
                 f"Invalid '{_param([*error.absolute_path])}': `{prop}` is required",
                 param=_param([*error.absolute_path, prop]),
             )
-        value = error.instance[prop]
+        value = error.instance.get(prop)
         for index, branch in enumerate(schema["oneOf"]):
-            if value in ((branch.get("properties") or {}).get(prop) or {}).get("enum", ()):
+            enum = ((branch.get("properties") or {}).get(prop) or {}).get("enum", ())
+            if (value in enum) if prop in error.instance else index == default:
                 context = [e for e in context if e.relative_schema_path[0] == index]
                 break
         else:

@@ -35,6 +35,7 @@ from opencode_openai.core.errors import (
 )
 from opencode_openai.core.metrics import GatewayMetrics
 from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.store import open_store
 
 __all__ = ["create_app", "load_spec"]
 
@@ -121,10 +122,17 @@ def create_app(
         with hold_state_dir(config.state_dir):
             backend = OpenCodeBackend(config, on_ready=on_ready, on_failed=on_failed)
             backend.start_in_background()
+            response_store = open_store(config)
             try:
-                yield {"backend": backend, "config": config, "metrics": metrics}
+                yield {
+                    "backend": backend,
+                    "config": config,
+                    "metrics": metrics,
+                    "response_store": response_store,
+                }
             finally:
                 await backend.stop()
+                await response_store.close()
 
     spec = load_spec(auth=config.auth)
     # Responses are checked against the spec by the contract suite, not on every request, so
