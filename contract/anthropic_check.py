@@ -133,6 +133,9 @@ class AnthropicTypes:
     def event(self, payload: Any) -> list[str]:
         return []  # chat completion chunks are OpenAI's business
 
+    def response_event(self, payload: Any) -> list[str]:
+        return []  # OpenAI's Responses events are not Anthropic's
+
     def message_event(self, payload: Any) -> list[str]:
         kind = payload.get("type") if isinstance(payload, dict) else None
         if kind == "ping":

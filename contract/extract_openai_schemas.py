@@ -27,6 +27,11 @@ ROOTS = (
     "ListModelsResponse",
     "Model",
     "ErrorResponse",
+    # The Responses API: the request, the response object, every stream event, input items.
+    "CreateResponse",
+    "Response",
+    "ResponseStreamEvent",
+    "ResponseItemList",
 )
 REF_PREFIX = "#/components/schemas/"
 OUTPUT = Path(__file__).resolve().parent / "openai" / "schemas.json"

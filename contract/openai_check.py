@@ -35,7 +35,33 @@ def _response_schema(request: httpx.Request, status: int) -> str | None:
         return "ListModelsResponse"
     if method == "GET" and path.startswith("/v1/models/"):
         return "Model"
+    if (method, path) == ("POST", "/v1/responses"):
+        return "Response"
+    if method == "GET" and path.startswith("/v1/responses/"):
+        return "ResponseItemList" if path.endswith("/input_items") else "Response"
+    if method == "DELETE" and path.startswith("/v1/responses/"):
+        return DELETED  # OpenAI's document gives this answer no schema
     return None
+
+
+#: The answer to DELETE /v1/responses/{id}: OpenAI's document has only an example of it,
+#: `{"id": ..., "object": "response", "deleted": true}`, which is checked by hand.
+DELETED = "(deleted response)"
+
+
+def _deleted_problems(value: Any) -> list[str]:
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("id"), str)
+        and value.get("object") == "response"
+        and value.get("deleted") is True
+    ):
+        return []
+    return [f"not OpenAI's deleted response {{id, object: response, deleted: true}}: {value}"]
+
+
+def is_responses_route(path: str) -> bool:
+    return path == "/v1/responses" or path.startswith("/v1/responses/")
 
 
 class OpenAISchemas:
@@ -45,6 +71,14 @@ class OpenAISchemas:
         resource = Resource.from_contents(document, default_specification=DRAFT202012)
         self._registry: Registry[Any] = Registry().with_resource(_URI, resource)
         self._validators: dict[str, Draft202012Validator] = {}
+        schemas = document["components"]["schemas"]
+        #: Each Responses stream event's schema, by its `type` (ResponseStreamEvent is an
+        #: anyOf of them: validating against it gives one unreadable error).
+        self.event_schemas: dict[str, str] = {}
+        for branch in schemas["ResponseStreamEvent"]["anyOf"]:
+            name = branch["$ref"].rsplit("/", 1)[1]
+            for kind in schemas[name]["properties"]["type"].get("enum", ()):
+                self.event_schemas[kind] = name
 
     def validator(self, name: str) -> Draft202012Validator:
         if name not in self._validators:
@@ -71,13 +105,22 @@ class OpenAISchemas:
             value = json.loads(body)
         except ValueError:
             return [f"status {response.status_code}: body is not JSON: {body[:200]!r}"]
-        return [f"status {response.status_code}: {p}" for p in self.validate(name, value)]
+        problems = _deleted_problems(value) if name == DELETED else self.validate(name, value)
+        return [f"status {response.status_code}: {p}" for p in problems]
 
     def event(self, payload: Any) -> list[str]:
         is_error = isinstance(payload, dict) and "error" in payload
         return self.validate(
             "ErrorResponse" if is_error else "CreateChatCompletionStreamResponse", payload
         )
+
+    def response_event(self, payload: Any) -> list[str]:
+        """A Responses stream event, against the schema of its `type`."""
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        name = self.event_schemas.get(str(kind))
+        if name is None:
+            return [f"not an OpenAI Responses stream event type: {kind!r}"]
+        return self.validate(name, payload)
 
     def message_event(self, payload: Any) -> list[str]:
         return []  # Anthropic's stream events are not OpenAI's

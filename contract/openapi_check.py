@@ -97,12 +97,17 @@ class OurSpec:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.api = OpenAPI.from_dict(spec, config=_CONFIG)
         self._schemas: dict[str, SchemaValidator] = {}
+        union = spec["components"]["schemas"].get("ResponseStreamEvent", {})
+        mapping = (union.get("discriminator") or {}).get("mapping", {})
+        #: The spec's Responses stream events: `type` -> schema name (its discriminator).
+        self._events = {kind: ref.rsplit("/", 1)[1] for kind, ref in mapping.items()}
         # Paths whose last parameter is `format: path` (a model id with `/` in it): openapi-core
         # only matches them with the `/` percent-encoded.
         self._slash_prefixes = tuple(
             path.rsplit("{", 1)[0]
             for path, item in spec["paths"].items()
             for operation in item.values()
+            if isinstance(operation, dict)  # not a path item's own `parameters`
             for parameter in operation.get("parameters", [])
             if parameter.get("in") == "path" and parameter["schema"].get("format") == "path"
         )
@@ -167,6 +172,13 @@ class OurSpec:
     def message_event(self, payload: Any) -> list[str]:
         """Problems of one `data:` JSON of a Messages stream."""
         return self.validate("MessageStreamEvent", payload)
+
+    def response_event(self, payload: Any) -> list[str]:
+        """Problems of one event of a Responses stream: the event its `type` names."""
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind not in self._events:
+            return [f"not a ResponseStreamEvent type of the spec: {kind!r}"]
+        return self.validate(self._events[kind], payload)
 
     def _request(self, request: httpx.Request) -> _Request:
         path = request.url.path

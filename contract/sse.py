@@ -23,7 +23,8 @@ class EventParser:
         events: list[tuple[str | None, str]] = []
         while match := _EVENT_END.search(self._pending):
             raw, self._pending = self._pending[: match.start()], self._pending[match.end() :]
-            data = _data(raw.decode())
+            text = raw.decode()
+            data = _data(text)
             if data is not None:
                 events.append((_name(raw.decode()), data))
         return events

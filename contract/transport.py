@@ -36,6 +36,8 @@ class Contract(Protocol):
 
     def message_event(self, payload: Any) -> list[str]: ...
 
+    def response_event(self, payload: Any) -> list[str]: ...
+
 
 class ContractViolation(AssertionError):
     """A response or stream event that contradicts a contract."""
@@ -195,12 +197,89 @@ class MessageStreamCheck:
         return []
 
 
+_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+class ResponsesStreamCheck:
+    """The rules of one Responses stream, applied event by event.
+
+    Each event is checked by every contract against the schema of its `type`; its `event:`
+    name is its `type`; `sequence_number` counts from 0 without a gap; `response.created`
+    and `response.in_progress` come first; every response in the stream has the same `id`;
+    an `error` event is followed by `response.failed` only; a terminal event
+    (`response.completed`, `.incomplete`, `.failed`) is last, and the stream does not end
+    without one. Lines end with `\n` only.
+    """
+
+    def __init__(self, contracts: Sequence[Contract]) -> None:
+        self._contracts = contracts
+        self._parser = EventParser()
+        self._count = 0
+        self._id: Any = None
+        self._errored = False
+        self._ended = False
+
+    def feed(self, chunk: bytes) -> list[str]:
+        problems = (
+            ["a line ends with \\r: events must use \\n line endings"] if b"\r" in chunk else []
+        )
+        for name, data in self._parser.feed_named(chunk):
+            problems += self._event(name, data)
+        return problems
+
+    def end(self) -> list[str]:
+        problems = (
+            []
+            if self._ended
+            else ["stream ended without response.completed, .incomplete or .failed"]
+        )
+        if self._parser.leftover.strip():
+            problems.append(f"stream ended inside an event: {self._parser.leftover[:200]!r}")
+        return problems
+
+    def _event(self, name: str | None, data: str) -> list[str]:
+        if self._ended:
+            return [f"event after the stream's terminal event: {data[:200]}"]
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return [f"event is not JSON: {data[:200]}"]
+        if not isinstance(payload, dict):
+            return [f"event is not a JSON object: {data[:200]}"]
+        problems = [p for c in self._contracts for p in c.response_event(payload)]
+        kind = payload.get("type")
+        if name != kind:
+            problems.append(f"event: line {name!r} is not the event's type {kind!r}")
+        number = payload.get("sequence_number")
+        if number != self._count:
+            problems.append(f"{kind}: sequence_number {number!r}, expected {self._count}")
+        expected_first = ("response.created", "response.in_progress")
+        if self._count < 2 and kind != expected_first[self._count]:
+            problems.append(
+                f"event {self._count} is {kind!r}, expected {expected_first[self._count]}"
+            )
+        if self._errored and kind != "response.failed":
+            problems.append(f"{kind} after an error event (only response.failed may follow)")
+        self._count += 1
+        response = payload.get("response")
+        if isinstance(response, dict):
+            self._id = self._id or response.get("id")
+            if response.get("id") != self._id:
+                problems.append(f"{kind}: response id {response.get('id')!r} is not {self._id!r}")
+        self._errored = self._errored or kind == "error"
+        self._ended = kind in _TERMINAL
+        return problems
+
+
 def stream_check(
     contracts: Sequence[Contract], request: httpx.Request
-) -> StreamCheck | MessageStreamCheck:
-    """The rules of the stream answering `request`: Anthropic's or OpenAI's."""
+) -> StreamCheck | MessageStreamCheck | ResponsesStreamCheck:
+    """The rules of the stream answering `request`: Anthropic's, a Responses stream's, or a
+    chat stream's."""
     if is_anthropic_request(request):
         return MessageStreamCheck(contracts)
+    if request.url.path == "/v1/responses":
+        return ResponsesStreamCheck(contracts)
     return StreamCheck(contracts)
 
 
@@ -285,7 +364,7 @@ class _CheckedStream(httpx.SyncByteStream):
     def __init__(
         self,
         inner: httpx.SyncByteStream,
-        check: StreamCheck | MessageStreamCheck,
+        check: StreamCheck | MessageStreamCheck | ResponsesStreamCheck,
         report: Callable[[list[str]], None],
     ) -> None:
         self._inner = inner
@@ -360,7 +439,7 @@ class _CheckedStream2(httpx2.SyncByteStream):
     def __init__(
         self,
         inner: Any,
-        check: StreamCheck | MessageStreamCheck,
+        check: StreamCheck | MessageStreamCheck | ResponsesStreamCheck,
         report: Callable[[list[str]], None],
     ) -> None:
         self._inner = inner

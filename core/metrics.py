@@ -22,6 +22,7 @@ _ROUTES = (
     "/v1/chat/completions",
     "/v1/messages",
     "/v1/messages/count_tokens",
+    "/v1/responses",
     "/v1/models",
     "/health",
     "/metrics",
@@ -37,10 +38,17 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 
 
 def route_of(path: str) -> str:
-    """A bounded label: known routes, `/v1/models/{model}`, or `other`."""
+    """A bounded label: known routes, `/v1/models/{model}`, `/v1/responses/{response_id}`
+    (and its `/input_items`), or `other`."""
     if path in _ROUTES:
         return path
-    return "/v1/models/{model}" if path.startswith("/v1/models/") else "other"
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{model}"
+    if path.startswith("/v1/responses/") and "/" not in path[len("/v1/responses/") :].rstrip("/"):
+        return "/v1/responses/{response_id}"
+    if path.startswith("/v1/responses/") and path.endswith("/input_items"):
+        return "/v1/responses/{response_id}/input_items"
+    return "other"
 
 
 class GatewayMetrics:

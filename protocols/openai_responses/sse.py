@@ -1,0 +1,44 @@
+"""The SSE framing of a Responses stream: OpenAI's event sequence, one chunk per event.
+
+Each event is `event: <type>` and `data: <JSON>` lines ending in a blank line (`\\n` line
+endings), written as one chunk. The stream begins with `response.created` and
+`response.in_progress` and ends with `response.completed` or `response.incomplete`. A failure
+after the first byte can no longer change the status: it becomes an `error` event and
+`response.failed`, and the stream ends there. There is no `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from opencode_openai.core.errors import as_gateway_error
+from opencode_openai.core.events import TurnEvent
+from opencode_openai.protocols.openai_responses.response import ResponseBuilder
+
+__all__ = ["frame", "sse_stream"]
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def frame(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {_dumps(event)}\n\n".encode()
+
+
+async def sse_stream(
+    builder: ResponseBuilder, events: AsyncGenerator[TurnEvent, None]
+) -> AsyncGenerator[bytes, None]:
+    # aclosing: when the client goes away Starlette cancels this generator, and closing the
+    # turn's iterator is what aborts the OpenCode turn.
+    async with contextlib.aclosing(events):
+        for event in builder.started():
+            yield frame(event)
+        try:
+            async for turn_event in events:
+                for event in builder.feed(turn_event):
+                    yield frame(event)
+        except Exception as exc:
+            for event in builder.failed(as_gateway_error(exc)):
+                yield frame(event)
