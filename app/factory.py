@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from importlib import resources
@@ -96,13 +97,46 @@ async def _problem(request: ConnexionRequest, exc: Exception) -> ConnexionRespon
     return _render(request, _as_gateway_error(exc.status, str(exc.detail or exc.title)))
 
 
-async def _http_exception(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    assert isinstance(exc, HTTPException)
-    detail = exc.detail if exc.status_code != 404 else f"Unknown route: {request.url.path}"
-    error = _as_gateway_error(exc.status_code, str(detail))
-    if isinstance(error, GatewayError) and exc.headers:
-        error.headers.update(exc.headers)  # e.g. `Allow` on a 405
-    return _render(request, error)
+def _allowed_methods(spec: dict[str, Any]) -> Callable[[str], str | None]:
+    """The `Allow` header for a path: every method the spec declares for it.
+
+    Connexion routes each operation on its own, so the 405 of a path with two operations
+    (GET and DELETE /v1/responses/{response_id}) would name only one of them.
+    """
+    table = [
+        (
+            re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+            ", ".join(
+                sorted(
+                    {m.upper() for m in item if m in _METHODS}
+                    | ({"HEAD"} if "get" in item else set())
+                )
+            ),
+        )
+        for path, item in spec["paths"].items()
+    ]
+    return lambda path: next((methods for pattern, methods in table if pattern.match(path)), None)
+
+
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _http_exception_handler(
+    allowed: Callable[[str], str | None],
+) -> Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]]:
+    async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail if exc.status_code != 404 else f"Unknown route: {request.url.path}"
+        error = _as_gateway_error(exc.status_code, str(detail))
+        if isinstance(error, GatewayError) and exc.headers:
+            error.headers.update(exc.headers)  # e.g. `Allow` on a 405
+        if isinstance(error, GatewayError) and exc.status_code == 405:
+            methods = allowed(request.url.path)
+            if methods:
+                error.headers["Allow"] = methods
+        return _render(request, error)
+
+    return handle
 
 
 async def _any_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -166,6 +200,6 @@ def create_app(
     )
     app.add_error_handler(GatewayError, _any_error)
     app.add_error_handler(ProblemException, _problem)
-    app.add_error_handler(HTTPException, _http_exception)
+    app.add_error_handler(HTTPException, _http_exception_handler(_allowed_methods(spec)))
     app.add_error_handler(Exception, _any_error)
     return app
