@@ -6,9 +6,10 @@ infers). A schema-valid request must be served: the spec refuses what the gatewa
 (positive data acceptance runs with its default statuses, which do not include 400). The one
 exception is what JSON Schema cannot state and the spec therefore says in prose: the order of
 tool calls and their answers, tool names used twice, a named tool choice that is none of the
-tools (all rejected by OpenAI too), and images for a model that takes none; such bodies are not
-generated (`filter_case`, below). Every response also goes through the contract checks the
-integration tests use, so fuzzed streams are checked chunk by chunk too. Fixed seed,
+tools (all rejected by OpenAI too), images for a model that takes none (and, in the Responses
+API, outside user messages), and a forced tool choice with no function tool offered; such
+bodies are not generated (`filter_case`, below). Every response also goes through the contract
+checks the integration tests use, so fuzzed streams are checked chunk by chunk too. Fixed seed,
 deterministic generation and small example counts keep the run reproducible and short.
 """
 
@@ -214,6 +215,74 @@ MESSAGES_EXAMPLES = [
 ]  # fmt: skip
 
 
+def _responses_tool_names(tools: Any) -> list[str]:
+    names: list[str] = []
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "function":
+            names.append(str(tool.get("name")))
+        elif tool.get("type") == "namespace":
+            names += [
+                f"{tool.get('name')}__{inner.get('name')}"
+                for inner in tool.get("tools") or []
+                if isinstance(inner, dict) and inner.get("type") == "function"
+            ]
+    return names
+
+
+def breaks_an_unstated_responses_rule(body: Any) -> bool:
+    """A Responses body breaking a rule the spec states in prose only: images outside user
+    messages or for a model that takes none, function calls and their outputs out of order,
+    a tool name used twice, a forced tool choice with nothing (or not that) to call."""
+    if not isinstance(body, dict):
+        return False
+    names = _responses_tool_names(body.get("tools"))
+    if len(names) != len(set(names)):
+        return True
+    choice = body.get("tool_choice")
+    if choice == "required" and not names:
+        return True
+    if isinstance(choice, dict):
+        wanted = choice.get("name")
+        flat = f"{choice['namespace']}__{wanted}" if choice.get("namespace") else wanted
+        if flat not in names and wanted not in names:
+            return True
+    items = body.get("input")
+    if not isinstance(items, list):
+        return False
+    calls: list[str] = []  # the open assistant turn's calls
+    answered: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            return False
+        kind = item.get("type") or "message"
+        if kind == "reasoning":
+            continue
+        if kind == "function_call":
+            if calls and set(calls) <= answered:
+                calls, answered = [], set()
+            if item.get("call_id") in calls:
+                return True
+            calls.append(item.get("call_id"))
+            continue
+        if kind == "function_call_output":
+            if item.get("call_id") not in calls or item.get("call_id") in answered:
+                return True
+            answered.add(item["call_id"])
+            continue
+        if not set(calls) <= answered:
+            return True
+        calls, answered = [], set()
+        content = item.get("content")
+        images = isinstance(content, list) and any(
+            isinstance(part, dict) and part.get("type") == "input_image" for part in content
+        )
+        if images and (item.get("role") != "user" or body.get("model") not in IMAGE_MODELS):
+            return True
+    return not set(calls) <= answered
+
+
 def conforms_to_contracts(ctx: CheckContext, response: Response, case: Case) -> bool:
     """The integration tests' contract checks (chunks, OpenAI's schemas) on a fuzzed response."""
     sent = response.request
@@ -273,25 +342,44 @@ def _the_model_echoes_any_prompt(fake_upstream: fu.FakeUpstream) -> Iterator[Non
 @schema.hook
 def filter_case(context: HookContext, case: Case) -> bool:
     # filter_case, not filter_body: the coverage phase builds its cases without body hooks.
-    if case.operation.path in MESSAGES_PATHS:
-        try:
-            return not breaks_an_unstated_messages_rule(case.body)
-        except (AttributeError, TypeError, KeyError):
-            return True
-    if case.operation.path != "/v1/chat/completions":
+    rules = {
+        "/v1/chat/completions": breaks_an_unstated_rule,
+        "/v1/responses": breaks_an_unstated_responses_rule,
+        **dict.fromkeys(MESSAGES_PATHS, breaks_an_unstated_messages_rule),
+    }
+    rule = rules.get(case.operation.path)
+    if rule is None or case.method.upper() != "POST":
         return True
     try:
-        return not breaks_an_unstated_rule(case.body)
+        return not rule(case.body)
     except (AttributeError, TypeError, KeyError):
         return True  # too malformed to judge (negative data): keep it
 
 
+RESPONSES_EXAMPLES = [
+    {"model": "fake/fake-model", "stream": True, "input": "stream a response"},
+    {"model": "fake/fake-model", "instructions": "Be terse.", "store": False,
+     "input": [{"role": "developer", "content": "dev"},
+               {"type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "parts"}]}]},
+    {"model": "fake/fake-reasoning-model", "temperature": 0.5, "top_p": 0.9,
+     "max_output_tokens": 50, "reasoning": {"effort": "low", "summary": "auto"},
+     "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}},
+               {"type": "web_search"}],
+     "input": [{"role": "user", "content": "q"},
+               {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "c1", "output": "r"}]},
+]  # fmt: skip
+
+_EXAMPLES = {"/v1/chat/completions": CHAT_EXAMPLES, "/v1/responses": RESPONSES_EXAMPLES}
+
+
 @schema.hook
 def before_add_examples(context: HookContext, examples: list[Case]) -> None:
-    if context.operation is not None and context.operation.path == "/v1/chat/completions":
+    if context.operation is not None and context.operation.method.upper() == "POST":
         examples += [
             context.operation.Case(body=body, media_type="application/json")
-            for body in CHAT_EXAMPLES
+            for body in _EXAMPLES.get(context.operation.path, [])
         ]
     if context.operation is not None and context.operation.path in MESSAGES_PATHS:
         examples += [

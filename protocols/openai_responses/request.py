@@ -141,7 +141,7 @@ def _echo(body: dict[str, Any], plan: TurnPlan) -> dict[str, Any]:
         "temperature": body.get("temperature"),
         "text": {**text, "format": text.get("format") or _TEXT_FORMAT},
         "tool_choice": body.get("tool_choice") or "auto",
-        "tools": [_echo_tool(tool) for tool in body.get("tools") or []],
+        "tools": _echo_tools(body.get("tools") or []),
         "top_p": body.get("top_p"),
         "truncation": body.get("truncation") or "disabled",
         "metadata": body.get("metadata") or {},
@@ -151,15 +151,32 @@ def _echo(body: dict[str, Any], plan: TurnPlan) -> dict[str, Any]:
     }
 
 
-def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    """A tool as the response lists it: function tools with all of OpenAI's fields."""
-    if tool.get("type") == "function":
-        return {
-            **tool,
-            "description": tool.get("description"),
-            "parameters": tool.get("parameters"),
-            "strict": tool.get("strict"),
-        }
-    if tool.get("type") == "namespace":
-        return {**tool, "tools": [_echo_tool(inner) for inner in tool.get("tools") or []]}
-    return tool
+def _echo_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools as the response lists them: those offered (function tools, and namespaces
+    of them), with all of OpenAI's fields; tools left out are not listed."""
+    listed: list[dict[str, Any]] = []
+    for tool in tools:
+        if tool["type"] == "function":
+            listed.append(_echo_function(tool))
+        elif tool["type"] == "namespace":
+            functions = [_echo_function(t) for t in tool["tools"] if t["type"] == "function"]
+            if functions:
+                listed.append(
+                    {
+                        "type": "namespace",
+                        "name": tool["name"],
+                        "description": tool.get("description") or "",
+                        "tools": functions,
+                    }
+                )
+    return listed
+
+
+def _echo_function(tool: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "name": tool["name"],
+        "description": tool.get("description"),
+        "parameters": tool.get("parameters"),
+        "strict": tool.get("strict"),
+    }
