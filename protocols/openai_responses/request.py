@@ -21,7 +21,7 @@ from typing import Any
 
 from opencode_openai.core.errors import ModelNotFound
 from opencode_openai.core.models import CatalogModel, ModelCatalog
-from opencode_openai.core.plan import OutputFormat, Sampling, TurnPlan
+from opencode_openai.core.plan import OutputFormat, Sampling, TurnPlan, UserMessage
 from opencode_openai.protocols.openai_responses.items import conversation, input_items
 from opencode_openai.protocols.openai_responses.tools import OfferedTools, offered_tools
 
@@ -60,6 +60,10 @@ def plan_from_request(
     tools = offered_tools(body.get("tools"), body.get("tool_choice"))
     items = input_items(body.get("input"))
     system, messages = conversation([*history, *items], model, first_index=len(history))
+    if not messages:
+        # No input (or only system texts, or reasoning): a model call needs a message, and an
+        # empty user message reaches the model as one space (backend/prompt.py).
+        messages = (UserMessage(()),)
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
         system = (instructions, *system)

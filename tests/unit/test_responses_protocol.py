@@ -222,6 +222,12 @@ def test_input_forms_instructions_and_sampling() -> None:
     assert all(item["id"].startswith("msg_") for item in options.input_items)
 
 
+def test_no_conversation_is_one_empty_user_message() -> None:
+    for body in ({"input": None}, {"input": [{"type": "reasoning", "summary": []}]}):
+        turn, options = plan(**body)
+        assert turn.messages == (UserMessage(()),)
+
+
 def test_string_input_is_one_user_message() -> None:
     turn, options = plan(input="hello")
     assert turn.messages == (UserMessage((TextPart("hello"),)),)
