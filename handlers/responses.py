@@ -15,6 +15,7 @@ from opencode_openai.handlers._turn import (
     backend,
     clamp_max_tokens,
     collected,
+    json_answer,
     primed,
     stream_response,
     turn_events,
@@ -98,10 +99,10 @@ async def create_response(body: dict[str, Any]) -> Any:
     events = turn_events(plan)
     if options.stream:
         frames = sse_stream(builder, await primed(events))
-        return stream_response(_kept_after(frames, builder, options))
+        return stream_response(_kept_after(frames, builder, options), plan)
     response = response_from_events(builder, await collected(events))
     await _keep(builder, options)
-    return response, 200, JSON
+    return json_answer(response, plan)
 
 
 async def get_response(response_id: str, **_query: Any) -> Any:

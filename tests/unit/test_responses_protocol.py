@@ -224,7 +224,7 @@ def test_input_forms_instructions_and_sampling() -> None:
 
 def test_no_conversation_is_one_empty_user_message() -> None:
     for body in ({"input": None}, {"input": [{"type": "reasoning", "summary": []}]}):
-        turn, options = plan(**body)
+        turn, _ = plan(**body)
         assert turn.messages == (UserMessage(()),)
 
 
