@@ -142,17 +142,22 @@ def _echo(body: dict[str, Any], plan: TurnPlan) -> dict[str, Any]:
             else None
         ),
         "store": body.get("store") is not False,
-        "temperature": body.get("temperature"),
+        # OpenAI reports its defaults (1); the call itself leaves them to the provider.
+        "temperature": _or(body.get("temperature"), 1.0),
         "text": {**text, "format": text.get("format") or _TEXT_FORMAT},
         "tool_choice": body.get("tool_choice") or "auto",
         "tools": _echo_tools(body.get("tools") or []),
-        "top_p": body.get("top_p"),
+        "top_p": _or(body.get("top_p"), 1.0),
         "truncation": body.get("truncation") or "disabled",
         "metadata": body.get("metadata") or {},
         "user": body.get("user"),
         "safety_identifier": body.get("safety_identifier"),
         "prompt_cache_key": body.get("prompt_cache_key"),
     }
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _echo_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
