@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         (60, 2, 60, 3) if args.quick else (300, 4, 200, 10)
     )
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    result = asyncio.run(run(args, cache / "opencode-openai-bench" / "gateway"))
+    # A state dir of its own: one gateway per state dir, and `python -m bench` may be running.
+    result = asyncio.run(run(args, cache / "opencode-openai-bench" / "responses-gateway"))
     result["plan"] = vars(args)
     print(table(result))
     RESULTS.mkdir(exist_ok=True)

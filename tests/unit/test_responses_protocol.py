@@ -478,6 +478,14 @@ def test_a_failure_mid_stream_is_an_error_event_then_response_failed() -> None:
     assert failed["response"]["error"] == {"code": "server_error", "message": "too slow"}
 
 
+def test_the_text_delta_fast_path_writes_what_the_general_path_writes() -> None:
+    events, _ = stream_of({"model": "p/text", "input": "hi"}, [
+        TextDelta('quote " back\\ \u00e9 \n'), TurnFinished("stop", Usage())])  # fmt: skip
+    [delta] = [e for e in events if e["type"] == "response.output_text.delta"]
+    general = json.dumps(delta, separators=(",", ":"), ensure_ascii=False)
+    assert frame(delta) == f"event: {delta['type']}\ndata: {general}\n\n".encode()
+
+
 def test_frames_are_one_event_each_with_lf_line_endings() -> None:
     data = frame({"type": "response.output_text.delta", "delta": "a\r\nb", "sequence_number": 3})
     assert data.startswith(b"event: response.output_text.delta\ndata: {")
