@@ -6,8 +6,9 @@ One gateway (its embedded OpenCode, the fake upstream) serves both routes; each 
 alternates them, so a drift of the machine hits both:
 
 - overhead at concurrency 1: rounds of one chat completion and one response (both JSON, the
-  same tiny echo), interleaved; p50 of each and the median of the paired differences (aim:
-  responses within 1 ms of chat);
+  same tiny echo), interleaved; p50 of each, the median of the paired differences (aim:
+  responses within 1 ms of chat), and the gateway process's CPU time per request of each
+  (what the route itself costs: less noisy than latency on a busy machine);
 - throughput at concurrency 10: closed loops of each, in alternating slices (aim: the same);
 - CPU per streamed chunk: streams of a long answer (`--chunks` pieces from the fake upstream)
   on each route, with the gateway process's CPU time over each route's streams divided by the
@@ -153,11 +154,32 @@ async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                 await routes.long_stream(route)
 
             print(f"overhead at concurrency 1: {args.rounds} rounds", flush=True)
+            spent = {"chat": 0.0, "responses": 0.0}
+
+            def metered(name: str, request: Request) -> Request:
+                async def run() -> Outcome:
+                    window = CpuWindow([meter])
+                    with window:
+                        outcome = await request()
+                    spent[name] += window.cpu_s["gateway"]
+                    return outcome
+
+                return run
+
             c1 = await interleaved(
-                {"chat": routes.chat, "responses": routes.responses}, args.rounds, 60, 600
+                {
+                    "chat": metered("chat", routes.chat),
+                    "responses": metered("responses", routes.responses),
+                },
+                args.rounds,
+                60,
+                600,
             )
             result["c1"] = {name: summary(outcomes) for name, outcomes in c1.items()}
             result["c1"]["paired_responses_minus_chat_ms"] = paired_ms(c1["responses"], c1["chat"])
+            result["c1"]["gateway_cpu_ms_per_request"] = {
+                name: round(1000 * spent[name] / max(1, len(c1[name])), 3) for name in spent
+            }
 
             print(f"throughput at concurrency 10: {args.slices} slices each", flush=True)
             rates: dict[str, list[float]] = {"chat": [], "responses": []}
@@ -207,6 +229,9 @@ def table(r: dict[str, Any]) -> str:
         f"{c1['responses']['latency_ms']['p50']:>10}",
         f"{'paired median, responses - chat (ms)':44} {'':>10} "
         f"{c1['paired_responses_minus_chat_ms']:>10}",
+        f"{'gateway CPU per request at c=1 (ms)':44} "
+        f"{c1['gateway_cpu_ms_per_request']['chat']:>10} "
+        f"{c1['gateway_cpu_ms_per_request']['responses']:>10}",
         f"{'requests/s at c=10':44} {r['c10_requests_per_s']['chat']:>10} "
         f"{r['c10_requests_per_s']['responses']:>10}",
         f"{'gateway CPU per streamed chunk (us)':44} "

@@ -421,3 +421,9 @@ def test_forced_namespace_function_comes_back_under_the_clients_names(
     assert [t["function"]["name"] for t in received.body["tools"]] == ["ns__go"]
     [call] = response["output"]
     assert (call["namespace"], call["name"]) == ("ns", "go")
+
+
+def test_a_wrong_method_names_every_method_of_the_path(http: httpx.Client) -> None:
+    response = http.request("PUT", "/v1/responses/resp_x")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "DELETE"}
