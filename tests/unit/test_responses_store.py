@@ -1,0 +1,100 @@
+"""SQLiteResponseStore: kept across reopening, bounded by age and size, safe under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.store import SQLiteResponseStore, StoredResponse, open_store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stored(response_id: str, created_at: float, text: str = "x") -> StoredResponse:
+    return StoredResponse(
+        response_id,
+        created_at,
+        {"id": response_id, "output": [{"text": text}]},
+        [{"type": "message", "id": f"msg_{response_id}"}],
+        [{"type": "message", "id": f"msg_{response_id}"}, {"text": text}],
+    )
+
+
+async def test_put_get_delete_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "responses.sqlite3"
+    store = SQLiteResponseStore(path, max_age_s=3600, max_bytes=10**6)
+    first = stored("resp_1", time.time(), "é ✓")
+    await store.put(first)
+    assert await store.get("resp_1") == first
+    assert await store.get("resp_none") is None
+    await store.close()
+    again = SQLiteResponseStore(path, max_age_s=3600, max_bytes=10**6)
+    assert await again.get("resp_1") == first  # on disk, across a restart
+    assert await again.delete("resp_1") is True
+    assert await again.delete("resp_1") is False
+    assert await again.get("resp_1") is None
+    await again.close()
+
+
+async def test_expired_responses_are_gone_and_deleted_at_the_next_write(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "r.sqlite3"
+    store = SQLiteResponseStore(path, max_age_s=60, max_bytes=10**6, clock=clock)
+    await store.put(stored("old", clock.now))
+    clock.now += 61
+    assert await store.get("old") is None
+    await store.put(stored("new", clock.now))
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert [row[0] for row in db.execute("SELECT id FROM responses")] == ["new"]
+
+
+async def test_past_the_size_bound_the_oldest_go(tmp_path: Path) -> None:
+    clock = Clock()
+    one = len(
+        '{"response":{"id":"r0","output":[{"text":"'
+        + "a" * 1000
+        + '"}]},"input_items":[{"type":"message","id":"msg_r0"}],'
+        '"conversation":[{"type":"message","id":"msg_r0"},{"text":"' + "a" * 1000 + '"}]}'
+    )
+    store = SQLiteResponseStore(
+        tmp_path / "r.sqlite3", max_age_s=3600, max_bytes=3 * one + 10, clock=clock
+    )
+    for i in range(5):
+        clock.now += 1
+        await store.put(stored(f"r{i}", clock.now, "a" * 1000))
+    kept = [i for i in range(5) if await store.get(f"r{i}") is not None]
+    assert kept == [2, 3, 4]
+    await store.put(stored("huge", clock.now, "b" * (4 * one)))  # larger than the bound
+    assert await store.get("huge") is None and await store.get("r4") is not None
+    await store.close()
+
+
+async def test_concurrent_requests_are_safe(tmp_path: Path) -> None:
+    store = SQLiteResponseStore(tmp_path / "r.sqlite3", max_age_s=3600, max_bytes=10**7)
+    created = time.time()
+    await asyncio.gather(*(store.put(stored(f"r{i}", created, str(i))) for i in range(100)))
+    found = await asyncio.gather(*(store.get(f"r{i}") for i in range(100)))
+    assert [f.response["output"][0]["text"] for f in found if f] == [str(i) for i in range(100)]
+    deleted = await asyncio.gather(*(store.delete(f"r{i}") for i in range(0, 100, 2)))
+    assert all(deleted)
+    assert sum([await store.get(f"r{i}") is not None for i in range(100)]) == 50
+    await store.close()
+
+
+def test_open_store_puts_it_in_the_state_dir_unless_told(tmp_path: Path) -> None:
+    config = GatewayConfig(state_dir=tmp_path, response_store_max_mb=5)
+    store = open_store(config)
+    assert isinstance(store, SQLiteResponseStore)
+    assert store.path == tmp_path / "responses.sqlite3" and store.max_bytes == 5 * 1024 * 1024
+    other = open_store(GatewayConfig(state_dir=tmp_path, response_store_file=tmp_path / "x.db"))
+    assert isinstance(other, SQLiteResponseStore) and other.path == tmp_path / "x.db"
