@@ -161,6 +161,10 @@ def gateway_config(tmp: Path, upstream_base_url: str, **overrides: Any) -> Gatew
         opencode_config=config_file,
         state_dir=fresh_state_dir(),
         timeout_s=30.0,
+        # Recycled only where a test asks for it (test_pool, test_supervision): over a whole
+        # run OpenCode outgrows the default RSS bound, and an unplanned recycle would make
+        # whatever test runs then wait for it.
+        recycle_rss_mb=0,
     )
     return replace(config, **overrides)
 

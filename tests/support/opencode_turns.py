@@ -74,16 +74,18 @@ class OpenCodeTurns:
     def stop(self) -> None:
         """Close the stream and end the thread; its connection is gone when this returns."""
         self._stopping = True
-        response = self._response
-        stream = response.extensions.get("network_stream") if response is not None else None
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
+        deadline = time.monotonic() + 10
+        while self._thread is not None and self._thread.is_alive():
             # Closing the response would not wake the thread blocked reading it; this does.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-            if self._thread.is_alive():
+            # Again until the thread ends: it may have been (re)connecting, to a new response.
+            response = self._response
+            stream = response.extensions.get("network_stream") if response is not None else None
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._thread.join(0.2)
+            if time.monotonic() > deadline:
                 raise RuntimeError("the OpenCode event follower did not stop")
 
     def __enter__(self) -> OpenCodeTurns:
