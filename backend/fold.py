@@ -25,6 +25,7 @@ from opencode_openai.core.errors import BackendError, GatewayError, UpstreamFail
 from opencode_openai.core.events import (
     FinishReason,
     ReasoningDelta,
+    ReasoningSignature,
     TextDelta,
     ToolCallDelta,
     TurnEvent,
@@ -95,6 +96,7 @@ class _PartText:
     deltas: list[str] = field(default_factory=list)
     deltas_len: int = 0
     in_sync: bool = True
+    signed: bool = False
 
     def delta(self, text: str) -> str:
         self.deltas.append(text)
@@ -272,23 +274,29 @@ class TurnFold:
             return []
         kind = part.get("type")
         if kind in _TEXT_KINDS:
-            text = self._texts.get(part_id)
-            if text is None:
-                text = self._texts[part_id] = _PartText(str(kind))
-                out = [
-                    d
-                    for early in self._early_deltas.pop(part_id, [])
-                    for d in self._delta(part_id, early)
-                ]
-            else:
-                out = []
-            return out + self._emit(text, text.extend(part.get("text") or ""))
+            return self._text_part(part_id, str(kind), part)
         if kind == "step-finish":
             self._set_finish(part.get("reason"), part.get("tokens"))
         elif kind == "tool":
             return self._tool_call(part)
         self._ignore(part_id)
         return []
+
+    def _text_part(self, part_id: str, kind: str, part: dict[str, Any]) -> list[TurnEvent]:
+        text = self._texts.get(part_id)
+        out: list[TurnEvent] = []
+        if text is None:
+            text = self._texts[part_id] = _PartText(kind)
+            for early in self._early_deltas.pop(part_id, []):
+                out += self._delta(part_id, early)
+        out += self._emit(text, text.extend(part.get("text") or ""))
+        # Anthropic signs its thinking (OpenCode keeps it in the part's provider metadata);
+        # once the part holds its signature, the reasoning told so far is what was signed.
+        signature = ((part.get("metadata") or {}).get("anthropic") or {}).get("signature")
+        if kind == "reasoning" and isinstance(signature, str) and signature and not text.signed:
+            text.signed = True
+            out.append(ReasoningSignature(signature))
+        return out
 
     def _delta(self, part_id: str, delta: str) -> list[TurnEvent]:
         if not delta or part_id in self._ignored or self.snapshots_only:

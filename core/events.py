@@ -8,6 +8,7 @@ from typing import Literal
 __all__ = [
     "FinishReason",
     "ReasoningDelta",
+    "ReasoningSignature",
     "TextDelta",
     "ToolCallDelta",
     "TurnEvent",
@@ -42,6 +43,14 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningSignature:
+    """The provider signed the reasoning just told (Anthropic's thinking `signature`), so a
+    client can send it back verbatim; protocols without such a field leave it out."""
+
+    signature: str
+
+
+@dataclass(frozen=True)
 class ToolCallDelta:
     """The model calls a client tool: first `id` and `name`, then the `arguments` JSON text."""
 
@@ -62,4 +71,4 @@ class TurnFinished:
     usage: Usage
 
 
-TurnEvent = TextDelta | ReasoningDelta | ToolCallDelta | TurnFinished
+TurnEvent = TextDelta | ReasoningDelta | ReasoningSignature | ToolCallDelta | TurnFinished

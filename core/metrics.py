@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from opencode_openai.core.errors import GatewayError
-from opencode_openai.core.events import ReasoningDelta, TurnEvent, TurnFinished
+from opencode_openai.core.events import ReasoningDelta, ReasoningSignature, TurnEvent, TurnFinished
 
 __all__ = ["GatewayMetrics", "observe_turn"]
 
@@ -154,7 +154,7 @@ async def observe_turn(
     first = True
     try:
         async for event in events:
-            if first and not isinstance(event, (TurnFinished, ReasoningDelta)):
+            if first and not isinstance(event, (TurnFinished, ReasoningDelta, ReasoningSignature)):
                 metrics.ttft.observe(time.perf_counter() - started)
                 first = False
             if isinstance(event, TurnFinished):

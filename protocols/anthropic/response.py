@@ -22,6 +22,7 @@ from typing import Any
 from opencode_openai.core.events import (
     FinishReason,
     ReasoningDelta,
+    ReasoningSignature,
     TextDelta,
     ToolCallDelta,
     TurnEvent,
@@ -116,6 +117,8 @@ class MessageEvents:
             return self._text("text", {"type": "text_delta", "text": event.text})
         if isinstance(event, ReasoningDelta):
             return self._text("thinking", {"type": "thinking_delta", "thinking": event.text})
+        if isinstance(event, ReasoningSignature):
+            return self._text("thinking", {"type": "signature_delta", "signature": event.signature})
         if isinstance(event, ToolCallDelta):
             return self._tool_call(event)
         return self._finish(event)

@@ -10,6 +10,7 @@ from typing import Any
 
 from opencode_openai.core.events import (
     ReasoningDelta,
+    ReasoningSignature,
     TextDelta,
     ToolCallDelta,
     TurnEvent,
@@ -112,6 +113,8 @@ def completion_from_events(meta: CompletionMeta, events: Iterable[TurnEvent]) ->
     for event in events:
         if isinstance(event, TurnFinished):
             finished = event
+        elif isinstance(event, ReasoningSignature):
+            continue  # Chat Completions has no field for it
         elif isinstance(event, ToolCallDelta):
             call = calls.setdefault(
                 event.index,

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from opencode_openai.core.errors import as_gateway_error
-from opencode_openai.core.events import TurnEvent, TurnFinished
+from opencode_openai.core.events import ReasoningSignature, TurnEvent, TurnFinished
 from opencode_openai.protocols.openai_chat.response import (
     CompletionMeta,
     chunk_from_event,
@@ -44,6 +44,8 @@ async def sse_stream(
                     yield frame(finish_chunk(meta, event))
                     if include_usage:
                         yield frame(usage_chunk(meta, event.usage))
+                elif isinstance(event, ReasoningSignature):
+                    continue  # Chat Completions has no field for it
                 else:
                     yield frame(chunk_from_event(meta, event))
         except Exception as exc:

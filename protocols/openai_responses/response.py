@@ -23,6 +23,7 @@ from typing import Any
 from opencode_openai.core.errors import GatewayError
 from opencode_openai.core.events import (
     ReasoningDelta,
+    ReasoningSignature,
     TextDelta,
     ToolCallDelta,
     TurnEvent,
@@ -111,6 +112,8 @@ class ResponseBuilder:
             return self._text(event.text)
         if isinstance(event, ReasoningDelta):
             return self._reasoning(event.text) if self.options.reasoning_summary else []
+        if isinstance(event, ReasoningSignature):
+            return []  # an Anthropic signature: the Responses API has no field for it
         if isinstance(event, ToolCallDelta):
             return self._tool_call(event)
         return self._finished(event)

@@ -30,6 +30,7 @@ from opencode_openai.core.errors import (
 )
 from opencode_openai.core.events import (
     ReasoningDelta,
+    ReasoningSignature,
     TextDelta,
     ToolCallDelta,
     TurnEvent,
@@ -442,6 +443,24 @@ def test_message_is_the_fold_of_the_stream() -> None:
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 10,
     }
+
+
+def test_a_signed_thinking_block_carries_its_signature() -> None:
+    events: list[TurnEvent] = [
+        ReasoningDelta("mull"),
+        ReasoningSignature("EqQBCkgIARABGAIiQL"),
+        TextDelta("answer"),
+        TurnFinished("stop", Usage()),
+    ]
+    message = message_from_events(new_meta("claude-x"), events)
+    assert message["content"][0] == {
+        "type": "thinking",
+        "thinking": "mull",
+        "signature": "EqQBCkgIARABGAIiQL",
+    }
+    assert (
+        anthropic_types().validate(__import__("anthropic").types.Message, json.dumps(message)) == []
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,13 @@ import pytest
 
 from opencode_openai.backend.fold import TurnFold
 from opencode_openai.core.errors import UpstreamFailed
-from opencode_openai.core.events import ReasoningDelta, TextDelta, ToolCallDelta, TurnFinished
+from opencode_openai.core.events import (
+    ReasoningDelta,
+    ReasoningSignature,
+    TextDelta,
+    ToolCallDelta,
+    TurnFinished,
+)
 
 
 def ev(kind: str, **props: Any) -> dict[str, Any]:
@@ -205,3 +211,19 @@ def test_structured_output_missing_is_an_error() -> None:
     )
     with pytest.raises(UpstreamFailed):
         turn.finished()
+
+
+def test_a_signed_reasoning_part_tells_its_signature_once() -> None:
+    """OpenCode keeps Anthropic's thinking signature in the reasoning part's metadata."""
+    signed = {"anthropic": {"signature": "sig-123"}}
+    _, out = fold(
+        [
+            assistant(),
+            part("prt_r", "reasoning", text=""),
+            delta("prt_r", "thinking"),
+            part("prt_r", "reasoning", text="thinking", metadata=signed),
+            part("prt_r", "reasoning", text="thinking", metadata=signed),
+            part("prt_t", "text", text="answer"),
+        ]
+    )
+    assert out == [ReasoningDelta("thinking"), ReasoningSignature("sig-123"), TextDelta("answer")]
