@@ -1,5 +1,7 @@
 """`opencode-openai server-openai`: flags and env -> GatewayConfig -> uvicorn.
 
+(`opencode-openai client-config CLIENT` prints a client's configuration: cli/client_config.py.)
+
 The flags are built from the settings table (core/settings.py): each has its environment
 variables, and the flag wins. Refused settings (no key beyond loopback, --no-auth only on
 loopback, ...) stop the command before anything starts, with exit code 2.
@@ -21,6 +23,7 @@ from typing import Any, cast
 import uvicorn
 
 from opencode_openai.backend import OpenCodeBackend
+from opencode_openai.cli import client_config
 from opencode_openai.core.settings import GatewayConfig, Secret, Setting, SettingsError, settings
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     for setting in settings():
         if setting.flags:
             _add(serve, setting)
+    client_config.add_parser(commands)
     return parser
 
 
@@ -181,6 +185,8 @@ def serve(config: GatewayConfig, generated: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "client-config":
+        return client_config.run(args)
     try:
         config, generated = config_from_args(args)
     except SettingsError as exc:
