@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
+from opencode_openai.cli.client_config import GatewayModel, Target, render
 from tests.clients._support import ROOT, RecordingProxy
 from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, GatewayServer, free_port
+from tests.unit.test_docs import DOCS, code_blocks
 
 pytestmark = pytest.mark.opencode
 
@@ -226,6 +228,38 @@ def test_without_a_gateway_the_config_names_opencode_default() -> None:
 def test_an_odd_key_variable_is_refused() -> None:
     proc = client_config("openai", "http://127.0.0.1:9", key_env="NOT-A-NAME", key=None)
     assert proc.returncode == 2 and "not an environment variable name" in proc.stderr
+
+
+EXAMPLE = Target(
+    "http://127.0.0.1:4040",
+    "OPENAI_API_KEY",
+    (
+        GatewayModel(
+            "anthropic/claude-sonnet-4", "Claude Sonnet 4", context=200000, output=64000,
+            inputs=("text", "image", "pdf"), tools=True, vision=True, reasoning=True,
+        ),
+    ),
+)  # fmt: skip
+
+
+def test_the_docs_examples_are_the_commands_output() -> None:
+    """Each `<!-- example: client-config CLIENT -->` block in docs/ is what the command prints
+    for a gateway whose default model is EXAMPLE's."""
+    blocks = [
+        block
+        for page in sorted(DOCS.rglob("*.md"))
+        for block in code_blocks(page)
+        if block.kind == "example" and (block.name or "").startswith("client-config ")
+    ]
+    shown = {block.name.split(" ", 1)[1] for block in blocks if block.name}
+    assert shown >= {"codex", "claude-code", "aider", "continue", "zed", "open-webui"}
+    for block in blocks:
+        assert block.name is not None
+        client = block.name.split(" ", 1)[1]
+        assert block.code == render(client, EXAMPLE), (
+            f"{block.path.relative_to(ROOT)}:{block.line}: the {client} example is not what "
+            f"client-config prints; paste this in its place:\n{render(client, EXAMPLE)}"
+        )
 
 
 # --- the clients, run with their printed config ----------------------------------------------
