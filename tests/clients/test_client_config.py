@@ -4,9 +4,9 @@ The command runs as a user runs it (a subprocess of the installed CLI) against t
 gateway, whose `opencode/default` is the fake model (context 100000, output 4096). First each
 config is read back the way its client reads it (TOML, YAML, JSON, JSON with comments, a shell
 script sourced by bash) and checked for the gateway's URL, the model, its limits and the key's
-variable, never the key. Then the configs of the clients installable here run them: the openai
-SDK, OpenCode (`opencode run`), aider (its own virtualenv), Codex CLI and Claude Code (npm
-devDependencies, once the Responses and Messages routes land: strict xfail until then).
+variable, never the key. Then the clients installable here run with theirs: the openai SDK,
+OpenCode (`opencode run`), aider (its own virtualenv), Codex CLI (`/v1/responses`) and Claude
+Code (`/v1/messages`), both npm devDependencies.
 """
 
 from __future__ import annotations
@@ -392,13 +392,12 @@ def test_aider_without_the_metadata_warns(
 CODEX = ROOT / "node_modules" / ".bin" / "codex"
 
 
-@pytest.mark.xfail(strict=True, reason="needs /v1/responses (issue 16)")
 def test_codex_with_its_config(
     proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str, tmp_path: Path
 ) -> None:
     """`codex exec` with the printed ~/.codex/config.toml."""
     if not CODEX.exists():
-        pytest.skip("Codex CLI is not installed: npm `@openai/codex` (issue 16's devDependency)")
+        pytest.fail("Codex CLI is not installed: run scripts/install (npm devDependencies)")
     fake_upstream.script(marker, fu.text("Codex found the gateway."))
     home, workdir = tmp_path / "home", tmp_path / "work"
     (home / ".codex").mkdir(parents=True)
@@ -444,14 +443,13 @@ def claude_binary() -> Path | None:
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="needs /v1/messages (issue 17)")
 def test_claude_code_with_its_environment(
     proxy: RecordingProxy, fake_upstream: fu.FakeUpstream, marker: str, tmp_path: Path
 ) -> None:
     """`claude -p` in the shell the printed environment set up (no --model: its own choice)."""
     claude = claude_binary()
     if claude is None:
-        pytest.skip("Claude Code is not installed: npm `@anthropic-ai/claude-code` (issue 17's)")
+        pytest.fail("Claude Code is not installed: run scripts/install (npm devDependencies)")
     fake_upstream.script(marker, fu.text("Claude Code found the gateway."))
     home, workdir = tmp_path / "home", tmp_path / "work"
     workdir.mkdir(parents=True)
