@@ -10,6 +10,7 @@ A request the fake upstream has no script for fails the test that sent it (see
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -197,7 +198,9 @@ def opencode_turns(gateway: GatewayServer) -> Iterator[OpenCodeTurns]:
 
 @pytest.fixture
 def marker(request: pytest.FixtureRequest) -> str:
-    """A string unique to the test, put in its messages so its upstream script is its own."""
-    marker = f"[{request.node.name}]"
+    """A string unique to the test, put in its messages so its upstream script is its own
+    (two modules may hold tests of the same name: their node ids tell them apart)."""
+    digest = hashlib.blake2b(request.node.nodeid.encode(), digest_size=3).hexdigest()
+    marker = f"[{request.node.name} {digest}]"
     _ledger(request.config).markers[marker] = request.node.nodeid
     return marker

@@ -4,6 +4,7 @@
     ├── InvalidRequest                400 invalid_request_error
     │   └── UnsupportedParameter      400 (sets `param`)
     ├── AuthenticationFailed          401 invalid_api_key
+    ├── ClientDisconnected            499 (the client went away; nobody reads it)
     ├── NotFound                      404
     │   └── ModelNotFound             404 model_not_found
     ├── PayloadTooLarge               413
@@ -29,6 +30,7 @@ __all__ = [
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
+    "ClientDisconnected",
     "GatewayError",
     "InternalError",
     "InvalidRequest",
@@ -106,6 +108,17 @@ class ModelNotFound(NotFound):
             "GET /v1/models lists the models this gateway can reach.",
             param="model",
         )
+
+
+class ClientDisconnected(GatewayError):
+    """The client went away before the answer: its turn was aborted; nobody reads this."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("the client disconnected; its turn was aborted")
 
 
 class PayloadTooLarge(GatewayError):

@@ -17,6 +17,7 @@ from starlette.responses import StreamingResponse
 
 from opencode_openai.backend import OpenCodeBackend, run_turn
 from opencode_openai.core.deadline import Deadline
+from opencode_openai.core.errors import ClientDisconnected
 from opencode_openai.core.events import TurnEvent
 from opencode_openai.core.metrics import GatewayMetrics, observe_turn
 from opencode_openai.core.plan import TurnPlan
@@ -63,22 +64,37 @@ def turn_events(plan: TurnPlan) -> TurnEvents:
     return observe_turn(run_turn(request.state.backend, plan, deadline=deadline), metrics)
 
 
+def _cancelling() -> bool:
+    """Whether this task itself is being cancelled (the server stopping), not just its work."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 async def _cancel_on_disconnect(work: Coroutine[Any, Any, T]) -> T:
     """Run `work`; if the client disconnects first, cancel it (its `finally` aborts the turn).
 
-    Starlette cancels a streamed body on disconnect by itself, not a handler's own work.
+    Starlette cancels a streamed body on disconnect by itself, not a handler's own work. The
+    handler then ends with ClientDisconnected (answered to nobody), not with a cancellation
+    that the server would log as a failed request.
     """
     task = asyncio.ensure_future(work)
+    gone = False
 
     async def watch() -> None:
+        nonlocal gone
         # The body was already read, so the next message can only be the disconnect.
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        gone = True
         task.cancel()
 
     watcher = asyncio.ensure_future(watch())
     try:
         return await task
+    except asyncio.CancelledError:
+        if gone and not _cancelling():
+            raise ClientDisconnected() from None
+        raise
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
