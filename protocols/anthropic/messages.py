@@ -13,7 +13,6 @@ are accepted and not replayed. Images need a model that takes image input.
 
 from __future__ import annotations
 
-import mimetypes
 from typing import Any
 
 from opencode_openai.core.errors import InvalidRequest
@@ -28,6 +27,7 @@ from opencode_openai.core.plan import (
     UserMessage,
     UserPart,
 )
+from opencode_openai.protocols._images import image_part
 
 __all__ = ["conversation", "system_texts"]
 
@@ -42,19 +42,11 @@ def system_texts(system: Any) -> list[str]:
 
 
 def _image(block: dict[str, Any], model: CatalogModel, param: str) -> ImagePart:
-    if not model.image_input:
-        raise InvalidRequest(
-            f"the model `{model.ref.id}` does not accept image input",
-            param=param,
-            code="model_not_multimodal",
-        )
     source = block["source"]
     if source["type"] == "base64":
-        media_type = source["media_type"]
-        return ImagePart(f"data:{media_type};base64,{source['data']}", media_type)
-    url: str = source["url"]
-    guessed = mimetypes.guess_type(url.split("?", 1)[0])[0]
-    return ImagePart(url, guessed if guessed and guessed.startswith("image/") else "image/png")
+        url = f"data:{source['media_type']};base64,{source['data']}"
+        return image_part(url, model, param)
+    return image_part(source["url"], model, param)
 
 
 def _document(block: dict[str, Any], model: CatalogModel, param: str) -> list[UserPart]:

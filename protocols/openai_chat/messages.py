@@ -11,38 +11,21 @@ answer become one ToolCall of the plan. Images need a model that takes image inp
 from __future__ import annotations
 
 import json
-import mimetypes
 from typing import Any
 
 from opencode_openai.core.errors import InvalidRequest
 from opencode_openai.core.models import CatalogModel
 from opencode_openai.core.plan import (
     AssistantMessage,
-    ImagePart,
     Message,
     TextPart,
     ToolCall,
     UserMessage,
     UserPart,
 )
+from opencode_openai.protocols._images import image_part
 
 __all__ = ["conversation"]
-
-
-def _image(part: dict[str, Any], model: CatalogModel, param: str) -> ImagePart:
-    if not model.image_input:
-        raise InvalidRequest(
-            f"the model `{model.ref.id}` does not accept image input",
-            param=param,
-            code="model_not_multimodal",
-        )
-    url: str = part["image_url"]["url"]
-    if url.startswith("data:"):
-        media_type = url[5:].split(";", 1)[0].split(",", 1)[0]
-    else:  # http(s), by the spec's pattern: the provider fetches it
-        guessed = mimetypes.guess_type(url.split("?", 1)[0])[0]
-        media_type = guessed if guessed and guessed.startswith("image/") else "image/png"
-    return ImagePart(url, media_type)
 
 
 def _user_parts(content: Any, index: int, model: CatalogModel) -> tuple[UserPart, ...]:
@@ -55,7 +38,9 @@ def _user_parts(content: Any, index: int, model: CatalogModel) -> tuple[UserPart
         if part["type"] == "text":
             parts.append(TextPart(part["text"]))
         else:
-            parts.append(_image(part, model, f"messages[{index}].content[{j}]"))
+            parts.append(
+                image_part(part["image_url"]["url"], model, f"messages[{index}].content[{j}]")
+            )
     return tuple(parts)
 
 

@@ -13,7 +13,6 @@ in user messages, for a model that takes image input.
 from __future__ import annotations
 
 import json
-import mimetypes
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,13 +21,13 @@ from opencode_openai.core.errors import InvalidRequest
 from opencode_openai.core.models import CatalogModel
 from opencode_openai.core.plan import (
     AssistantMessage,
-    ImagePart,
     Message,
     TextPart,
     ToolCall,
     UserMessage,
     UserPart,
 )
+from opencode_openai.protocols._images import image_part
 from opencode_openai.protocols.openai_responses.tools import upstream_name
 
 __all__ = ["conversation", "input_items", "item_id"]
@@ -107,29 +106,13 @@ def _normalized(item: Mapping[str, Any]) -> dict[str, Any]:
     return normal
 
 
-def _image(part: Mapping[str, Any], model: CatalogModel, param: str) -> ImagePart:
-    if not model.image_input:
-        raise InvalidRequest(
-            f"the model `{model.ref.id}` does not accept image input",
-            param=param,
-            code="model_not_multimodal",
-        )
-    url: str = part["image_url"]
-    if url.startswith("data:"):
-        media_type = url[5:].split(";", 1)[0].split(",", 1)[0]
-    else:  # http(s), by the spec's pattern: the provider fetches it
-        guessed = mimetypes.guess_type(url.split("?", 1)[0])[0]
-        media_type = guessed if guessed and guessed.startswith("image/") else "image/png"
-    return ImagePart(url, media_type)
-
-
 def _user_parts(content: Any, param: str, model: CatalogModel) -> tuple[UserPart, ...]:
     if isinstance(content, str):
         return (TextPart(content),)
     parts: list[UserPart] = []
     for j, part in enumerate(content):
         if part["type"] == "input_image":
-            parts.append(_image(part, model, f"{param}[{j}]"))
+            parts.append(image_part(part["image_url"], model, f"{param}[{j}]"))
         elif part["type"] in _TEXT_PARTS:
             parts.append(TextPart(part["text"]))
         # refusal parts: nothing to say to the model
