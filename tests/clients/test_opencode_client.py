@@ -38,8 +38,8 @@ def client_config(base_url: str) -> dict[str, object]:
                 "name": "opencode-openai gateway",
                 "options": {"baseURL": base_url, "apiKey": API_KEY},
                 "models": {
-                    # Without a limit OpenCode asks for max_tokens 32000, more than the fake
-                    # model's 4096, and the gateway answers 400.
+                    # The limits `client-config opencode` copies from GET /v1/models; without
+                    # them OpenCode asks for max_tokens 32000 and the gateway clamps it to 4096.
                     "fake/fake-model": {
                         "name": "Fake model via the gateway",
                         "limit": {"context": 100000, "output": 4096},
