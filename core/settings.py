@@ -12,12 +12,15 @@ OPENAI_PROXY_ prefix of the first settings); names that did not are still read, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from opencode_openai.core.keys import ApiKey, unlimited_key
 
 __all__ = [
     "GatewayConfig",
@@ -456,6 +459,15 @@ class GatewayConfig:
             raise SettingsError(
                 "--opencode-workers > 1 needs embedded mode: attach mode has one server"
             )
+
+    @functools.cached_property
+    def accepted_keys(self) -> tuple[ApiKey, ...]:
+        """Every key a client may send: --api-key, OPENAI_PROXY_API_KEY and --api-key-file keys
+        as unlimited keys named `api-key-1`, `api-key-2`… in that order."""
+        return tuple(
+            unlimited_key(f"api-key-{number}", secret.reveal())
+            for number, secret in enumerate(self.api_keys, start=1)
+        )
 
     @property
     def mode(self) -> str:

@@ -12,13 +12,14 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable, Coroutine
 from typing import Any, TypeVar
 
-from connexion import request
+from connexion import context, request
 from starlette.responses import StreamingResponse
 
 from opencode_openai.backend import OpenCodeBackend, run_turn
 from opencode_openai.core.deadline import Deadline
 from opencode_openai.core.errors import ClientDisconnected
 from opencode_openai.core.events import TurnEvent
+from opencode_openai.core.keys import ANONYMOUS, ApiKey
 from opencode_openai.core.metrics import GatewayMetrics, observe_turn
 from opencode_openai.core.plan import TurnPlan
 from opencode_openai.core.settings import GatewayConfig
@@ -28,6 +29,7 @@ __all__ = [
     "backend",
     "clamp_max_tokens",
     "collected",
+    "current_key",
     "json_answer",
     "primed",
     "ran",
@@ -48,6 +50,12 @@ def backend() -> OpenCodeBackend:
     backend: OpenCodeBackend = request.state.backend
     backend.ensure_ready()
     return backend
+
+
+def current_key() -> ApiKey:
+    """The key this request came with (app/security.py found it); with --no-auth, ANONYMOUS."""
+    token_info: dict[str, Any] | None = context.get("token_info")
+    return token_info["key"] if token_info else ANONYMOUS
 
 
 def clamp_max_tokens() -> bool:
