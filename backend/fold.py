@@ -166,6 +166,7 @@ class TurnFold:
         self._output: Any = None
         self._idle = False  # OpenCode said the session is idle
         self._stored_complete = False  # the stored assistant message is completed
+        self._completed_seen = False  # an event said the assistant message is completed
         #: How many times the events said the turn may be over (idle, a tool-calls finish, a
         #: structured answer): each is a reason to reconcile with the stored messages.
         self.end_signals = 0
@@ -181,7 +182,11 @@ class TurnFold:
         elif kind == "message.part.updated":
             return self._part(props.get("part") or {})
         elif kind == "message.updated":
-            return self._message(props.get("info") or {})
+            info = props.get("info") or {}
+            out = self._message(info)
+            if (info.get("time") or {}).get("completed") and info.get("id") == self.assistant_id:
+                self._completed_seen = True
+            return out
         elif kind == "session.idle":
             self._idle = True
             self.end_signals += 1
@@ -346,6 +351,17 @@ class TurnFold:
     def stopped_at_tool_call(self) -> bool:
         """The upstream called one of the client's tools: the turn ends here (nothing runs)."""
         return self._finish == "tool-calls" and bool(self._calls)
+
+    @property
+    def told_whole(self) -> bool:
+        """Whether the events alone hold the whole turn, so the stored messages add nothing:
+        the session went idle after its assistant message completed, and no event was lost.
+
+        OpenCode publishes every part's update before the message completes and the session
+        goes idle, on one ordered stream; only a client tool call's arguments may still be
+        settling at a tool-calls finish, which ends the turn before idle.
+        """
+        return self._idle and self._completed_seen and not self.snapshots_only
 
     @property
     def complete(self) -> bool:

@@ -148,7 +148,7 @@ async def _run(
                     clean = clean or kind == "session.idle"
             for turn_event in out:
                 yield turn_event
-            if fold.end_signals > ends_seen:
+            if fold.end_signals > ends_seen and not fold.told_whole:
                 # The events say the turn is over; the stored messages say what it holds.
                 ends_seen = fold.end_signals
                 for turn_event in fold.reconcile(

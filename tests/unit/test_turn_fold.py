@@ -227,3 +227,27 @@ def test_a_signed_reasoning_part_tells_its_signature_once() -> None:
         ]
     )
     assert out == [ReasoningDelta("thinking"), ReasoningSignature("sig-123"), TextDelta("answer")]
+
+
+def test_events_tell_the_whole_turn_only_once_idle_follows_the_completed_message() -> None:
+    text_turn = [
+        assistant(),
+        part("prt_t", "text", text=""),
+        delta("prt_t", "hi"),
+        part("prt_t", "text", text="hi"),
+        assistant(finish="stop", tokens=TOKENS, time={"created": 1, "completed": 2}),
+    ]
+    turn, _ = fold(text_turn)
+    assert not turn.told_whole  # completed, but not idle yet
+    fold([ev("session.idle")], turn)
+    assert turn.told_whole and turn.complete
+
+    # Idle without a completed assistant message: only the stored messages can say more.
+    turn, _ = fold([assistant(), ev("session.idle")])
+    assert not turn.told_whole
+
+    # After lost events, the events no longer tell it all.
+    turn, _ = fold(text_turn)
+    turn.snapshots_only = True
+    fold([ev("session.idle")], turn)
+    assert not turn.told_whole
