@@ -23,7 +23,7 @@ from typing import Any, cast
 import uvicorn
 
 from opencode_openai.backend import OpenCodeBackend
-from opencode_openai.cli import client_config
+from opencode_openai.cli import client_config, keys
 from opencode_openai.core.settings import GatewayConfig, Secret, Setting, SettingsError, settings
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         if setting.flags:
             _add(serve, setting)
     client_config.add_parser(commands)
+    keys.add_parser(commands)
     return parser
 
 
@@ -84,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
     """The config, and whether its key was generated (so it must be printed)."""
     given = {name: value for name, value in vars(args).items() if name != "command"}
     config = GatewayConfig.from_sources(given)
-    if config.auth and not config.api_keys:  # on loopback: a key of its own, printed once
+    if config.auth and not config.accepted_keys:  # on loopback: a key of its own, printed once
         key = Secret("sk-oc-" + secrets.token_urlsafe(24))
         return dataclasses.replace(config, api_keys=(key,)), True
     return config, False
@@ -118,6 +119,8 @@ def _key_label(config: GatewayConfig, generated: bool) -> str:
         return "no auth"
     if generated:
         return f"key {config.api_keys[0].reveal()}"
+    if not config.api_keys:
+        return f"{len(config.keys)} named keys"
     key = config.api_keys[0].reveal()
     return f"key {key[:4]}…{key[-2:]}" if len(key) > 8 else "key (given)"
 
@@ -187,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "client-config":
         return client_config.run(args)
+    if args.command == "keys":
+        return keys.run(args)
     try:
         config, generated = config_from_args(args)
     except SettingsError as exc:

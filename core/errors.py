@@ -39,6 +39,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "SettingsError",
     "UnsupportedMediaType",
     "UnsupportedParameter",
     "UpstreamFailed",
@@ -46,6 +47,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("opencode_openai")
+
+
+class SettingsError(ValueError):
+    """A setting, or a combination of them, that the gateway refuses (exit code 2).
+
+    Not a GatewayError: no client is told of it; the command stops, or a reload is refused.
+    """
 
 
 class GatewayError(Exception):
