@@ -2,10 +2,13 @@
 `x-apikeyInfoFunc` (`x-api-key`, Anthropic's header): the same keys, the same comparison.
 
 The key found travels in Connexion's token info (`current_key` in handlers/_turn.py reads it).
+An expired key is refused as a wrong one is (401); only the log says which key it was.
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from opencode_openai.core.keys import find_key
@@ -13,11 +16,16 @@ from opencode_openai.core.settings import GatewayConfig
 
 __all__ = ["api_key_info", "bearer_info"]
 
+log = logging.getLogger("opencode_openai.auth")
+
 
 def bearer_info(token: str, request: Any) -> dict[str, Any] | None:
     config: GatewayConfig = request.scope["state"]["config"]
     key = find_key(token, config.accepted_keys)
     if key is None:
+        return None
+    if key.expired(datetime.now(UTC)):
+        log.warning("refused key %r: it expired at %s", key.name, key.expires)
         return None
     return {"sub": key.name, "key": key}
 

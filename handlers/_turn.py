@@ -12,7 +12,8 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable, Coroutine
 from typing import Any, TypeVar
 
-from connexion import context, request
+from connexion import request
+from connexion.context import context
 from starlette.responses import StreamingResponse
 
 from opencode_openai.backend import OpenCodeBackend, run_turn
@@ -21,12 +22,14 @@ from opencode_openai.core.errors import ClientDisconnected
 from opencode_openai.core.events import TurnEvent
 from opencode_openai.core.keys import ANONYMOUS, ApiKey
 from opencode_openai.core.metrics import GatewayMetrics, observe_turn
+from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import TurnPlan
 from opencode_openai.core.settings import GatewayConfig
 
 __all__ = [
     "JSON",
     "backend",
+    "catalog",
     "clamp_max_tokens",
     "collected",
     "current_key",
@@ -56,6 +59,12 @@ def current_key() -> ApiKey:
     """The key this request came with (app/security.py found it); with --no-auth, ANONYMOUS."""
     token_info: dict[str, Any] | None = context.get("token_info")
     return token_info["key"] if token_info else ANONYMOUS
+
+
+def catalog() -> ModelCatalog:
+    """The models this request's key may use, by the name the client sends (an id, an alias or
+    a pattern of the key's `models`): the others look as if they did not exist (404)."""
+    return backend().catalog.visible_to(current_key().may_use)
 
 
 def clamp_max_tokens() -> bool:
