@@ -35,6 +35,7 @@ from opencode_openai.core.errors import (
     UnsupportedMediaType,
 )
 from opencode_openai.core.metrics import GatewayMetrics
+from opencode_openai.core.ratelimit import InProcessLimits
 from opencode_openai.core.settings import GatewayConfig
 from opencode_openai.store import open_store
 
@@ -48,6 +49,10 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
 }
+
+#: OpenAI's rate-limit headers, readable by a browser page (CORS).
+_RATE_PARTS = ("limit", "remaining", "reset")
+_RATE_KINDS = ("requests", "tokens")
 
 _AUTH_MESSAGE = (
     "Missing or incorrect API key. Send it as `Authorization: Bearer <key>`; the gateway printed "
@@ -150,6 +155,7 @@ def create_app(
     on_failed: Callable[[OpenCodeBackend], None] | None = None,
 ) -> AsyncApp:
     metrics = GatewayMetrics()
+    limits = InProcessLimits()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: ConnexionMiddleware) -> AsyncIterator[dict[str, Any]]:
@@ -161,6 +167,7 @@ def create_app(
                 yield {
                     "backend": backend,
                     "config": config,
+                    "limits": limits,
                     "metrics": metrics,
                     "response_store": response_store,
                 }
@@ -188,7 +195,12 @@ def create_app(
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
-            expose_headers=["X-Request-Id", "Retry-After", "X-OpenCode-Model"],
+            expose_headers=[
+                "X-Request-Id",
+                "Retry-After",
+                "X-OpenCode-Model",
+                *(f"x-ratelimit-{part}-{kind}" for part in _RATE_PARTS for kind in _RATE_KINDS),
+            ],
         )
     app.add_middleware(
         BodyGuard,

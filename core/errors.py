@@ -9,7 +9,8 @@
     │   └── ModelNotFound             404 model_not_found
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415
-    ├── RateLimited                   429 rate_limit_exceeded
+    ├── RateLimited                   429 rate_limit_exceeded (the gateway at capacity)
+    ├── KeyLimitReached               429 rate_limit_exceeded (a key's own limit)
     └── BackendError                  502 upstream_error
         ├── BackendUnavailable        503 backend_unavailable
         │   └── Misconfigured         503 misconfigured (refused at start-up)
@@ -24,6 +25,11 @@ event in a stream alike (protocols/openai_errors.py; app/errors.py picks the rou
 from __future__ import annotations
 
 import logging
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opencode_openai.core.ratelimit import Quotas
 
 __all__ = [
     "AuthenticationFailed",
@@ -34,6 +40,7 @@ __all__ = [
     "GatewayError",
     "InternalError",
     "InvalidRequest",
+    "KeyLimitReached",
     "Misconfigured",
     "ModelNotFound",
     "NotFound",
@@ -145,6 +152,23 @@ class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class KeyLimitReached(GatewayError):
+    """A key's own limit (requests or tokens per minute, concurrent turns) is reached.
+
+    Not a RateLimited: that is the gateway at capacity (Anthropic's 529 overloaded); this is
+    the client's quota, a 429 in every protocol. `quotas` say where the key stands, for the
+    protocol's rate-limit headers.
+    """
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float, quotas: Quotas) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+        self.quotas = quotas
 
 
 class BackendError(GatewayError):
