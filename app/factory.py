@@ -34,9 +34,11 @@ from opencode_openai.core.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from opencode_openai.core.keys import ANONYMOUS
 from opencode_openai.core.metrics import GatewayMetrics
 from opencode_openai.core.ratelimit import InProcessLimits
 from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.usage import UsageLog
 from opencode_openai.store import open_store
 
 __all__ = ["create_app", "load_spec"]
@@ -156,6 +158,7 @@ def create_app(
 ) -> AsyncApp:
     metrics = GatewayMetrics()
     limits = InProcessLimits()
+    usage_log = UsageLog(config.usage_log) if config.usage_log else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: ConnexionMiddleware) -> AsyncIterator[dict[str, Any]]:
@@ -174,6 +177,8 @@ def create_app(
             finally:
                 await backend.stop()
                 await response_store.close()
+                if usage_log is not None:
+                    usage_log.close()
 
     spec = load_spec(auth=config.auth)
     # Responses are checked against the spec by the contract suite, not on every request, so
@@ -187,7 +192,13 @@ def create_app(
     app.add_api(spec)
     # Outermost first: every answer gets an id and a log line; CORS (off unless origins are
     # named) wraps the rest; the body guard runs after routing and security.
-    app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION, metrics=metrics)
+    app.add_middleware(
+        AccessLog,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        metrics=metrics,
+        usage_log=usage_log,
+        anonymous=None if config.auth else ANONYMOUS.name,
+    )
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -23,7 +23,7 @@ from typing import Any, cast
 import uvicorn
 
 from opencode_openai.backend import OpenCodeBackend
-from opencode_openai.cli import client_config, keys
+from opencode_openai.cli import client_config, keys, usage
 from opencode_openai.core.settings import GatewayConfig, Secret, Setting, SettingsError, settings
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             _add(serve, setting)
     client_config.add_parser(commands)
     keys.add_parser(commands)
+    usage.add_parser(commands)
     return parser
 
 
@@ -192,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return client_config.run(args)
     if args.command == "keys":
         return keys.run(args)
+    if args.command == "usage":
+        return usage.run(args)
     try:
         config, generated = config_from_args(args)
     except SettingsError as exc:

@@ -26,6 +26,7 @@ from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import TurnPlan
 from opencode_openai.core.ratelimit import Limits, Quotas
 from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.usage import RequestUsage
 
 __all__ = [
     "JSON",
@@ -81,9 +82,11 @@ def turn_events(plan: TurnPlan, rate_headers: RateHeaders) -> TurnEvents:
     key's limits (their headers in the protocol's names, `rate_headers`), observed."""
     config: GatewayConfig = request.state.config
     metrics: GatewayMetrics = request.state.metrics
+    usage: RequestUsage = request.state.usage
+    usage.model = plan.model.id
     deadline = Deadline.after(config.timeout_s, start=request.state.arrived)
     turn = run_turn(request.state.backend, plan, deadline=deadline)
-    return observe_turn(_limited(turn, current_key(), rate_headers), metrics)
+    return observe_turn(_limited(turn, current_key(), rate_headers), metrics, usage)
 
 
 async def _limited(events: TurnEvents, key: ApiKey, rate_headers: RateHeaders) -> TurnEvents:
