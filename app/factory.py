@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import re
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from importlib import resources
@@ -24,6 +26,7 @@ from opencode_openai.app.access_log import AccessLog
 from opencode_openai.app.body_guard import BodyGuard
 from opencode_openai.app.body_validator import validator_map
 from opencode_openai.app.errors import error_answer
+from opencode_openai.app.live_config import LiveConfig, SnapshotConfig
 from opencode_openai.app.state_lock import hold_state_dir
 from opencode_openai.backend import OpenCodeBackend
 from opencode_openai.core.errors import (
@@ -155,7 +158,11 @@ def create_app(
     *,
     on_ready: Callable[[OpenCodeBackend], Awaitable[None] | None] | None = None,
     on_failed: Callable[[OpenCodeBackend], None] | None = None,
+    reread: Callable[[], GatewayConfig] | None = None,
 ) -> AsyncApp:
+    """The gateway for `config`. With `reread` (the CLI's: flags, environment and config file
+    read again), SIGHUP reloads the settings that can change while it runs (app/live_config)."""
+    live = LiveConfig(config)
     metrics = GatewayMetrics()
     limits = InProcessLimits()
     usage_log = UsageLog(config.usage_log) if config.usage_log else None
@@ -166,15 +173,20 @@ def create_app(
             backend = OpenCodeBackend(config, on_ready=on_ready, on_failed=on_failed)
             backend.start_in_background()
             response_store = open_store(config)
+            loop = asyncio.get_running_loop()
+            if reread is not None:
+                loop.add_signal_handler(signal.SIGHUP, live.reload, reread)
             try:
+                # Each request's `config` is the live one of its arrival (SnapshotConfig).
                 yield {
                     "backend": backend,
-                    "config": config,
                     "limits": limits,
                     "metrics": metrics,
                     "response_store": response_store,
                 }
             finally:
+                if reread is not None:
+                    loop.remove_signal_handler(signal.SIGHUP)
                 await backend.stop()
                 await response_store.close()
                 if usage_log is not None:
@@ -192,6 +204,7 @@ def create_app(
     app.add_api(spec)
     # Outermost first: every answer gets an id and a log line; CORS (off unless origins are
     # named) wraps the rest; the body guard runs after routing and security.
+    app.add_middleware(SnapshotConfig, position=MiddlewarePosition.BEFORE_EXCEPTION, live=live)
     app.add_middleware(
         AccessLog,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
