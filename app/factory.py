@@ -42,6 +42,7 @@ from opencode_openai.core.metrics import GatewayMetrics
 from opencode_openai.core.ratelimit import InProcessLimits
 from opencode_openai.core.settings import GatewayConfig
 from opencode_openai.core.usage import UsageLog
+from opencode_openai.protocols.openai_limits import RATE_HEADERS
 from opencode_openai.store import open_store
 
 __all__ = ["create_app", "load_spec"]
@@ -54,10 +55,6 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
 }
-
-#: OpenAI's rate-limit headers, readable by a browser page (CORS).
-_RATE_PARTS = ("limit", "remaining", "reset")
-_RATE_KINDS = ("requests", "tokens")
 
 _AUTH_MESSAGE = (
     "Missing or incorrect API key. Send it as `Authorization: Bearer <key>`; the gateway printed "
@@ -223,7 +220,7 @@ def create_app(
                 "X-Request-Id",
                 "Retry-After",
                 "X-OpenCode-Model",
-                *(f"x-ratelimit-{part}-{kind}" for part in _RATE_PARTS for kind in _RATE_KINDS),
+                *RATE_HEADERS,
             ],
         )
     app.add_middleware(

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from opencode_openai.core.ratelimit import Quotas
 
-__all__ = ["openai_rate_headers"]
+__all__ = ["RATE_HEADERS", "openai_rate_headers"]
+
+_KINDS = ("requests", "tokens")
+_PARTS = ("limit", "remaining", "reset")
+#: Every header `openai_rate_headers` may send (a browser page may read them: CORS).
+RATE_HEADERS = tuple(f"x-ratelimit-{part}-{kind}" for kind in _KINDS for part in _PARTS)
 
 
 def _duration(seconds: float) -> str:
@@ -20,9 +25,11 @@ def _duration(seconds: float) -> str:
 def openai_rate_headers(quotas: Quotas) -> dict[str, str]:
     """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` of the limits the key has."""
     headers: dict[str, str] = {}
-    for kind, quota in (("requests", quotas.requests), ("tokens", quotas.tokens)):
+    for kind, quota in zip(_KINDS, (quotas.requests, quotas.tokens), strict=True):
         if quota is not None:
-            headers[f"x-ratelimit-limit-{kind}"] = str(quota.limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(quota.remaining)
-            headers[f"x-ratelimit-reset-{kind}"] = _duration(quota.reset_s)
+            values = (str(quota.limit), str(quota.remaining), _duration(quota.reset_s))
+            headers.update(
+                (f"x-ratelimit-{part}-{kind}", value)
+                for part, value in zip(_PARTS, values, strict=True)
+            )
     return headers

@@ -15,7 +15,7 @@ import pytest
 from opencode_openai.core.keys import ApiKey, hash_key
 from opencode_openai.core.settings import Secret
 from tests.support import fake_upstream as fu
-from tests.support.gateway import API_KEY, GatewayServer, attached_to
+from tests.support.gateway import API_KEY, CORS_ORIGIN, GatewayServer, attached_to
 
 pytestmark = pytest.mark.opencode
 
@@ -26,12 +26,18 @@ KEYS = {
     "tokens": ApiKey("tokens", hash_key("sk-oo-tokens"), tokens_per_minute=TPM),
     "few": ApiKey("few", hash_key("sk-oo-few"), max_concurrent_turns=CAP),
     "claude": ApiKey("claude", hash_key("sk-oo-claude"), requests_per_minute=2),
+    "page": ApiKey("page", hash_key("sk-oo-page"), requests_per_minute=10),
 }
 
 
 @pytest.fixture(scope="module")
 def limited(gateway: GatewayServer) -> Iterator[GatewayServer]:
-    server = attached_to(gateway, api_keys=(Secret(API_KEY),), keys=tuple(KEYS.values()))
+    server = attached_to(
+        gateway,
+        api_keys=(Secret(API_KEY),),
+        keys=tuple(KEYS.values()),
+        cors_origins=(CORS_ORIGIN,),
+    )
     yield server
     server.stop()
 
@@ -149,3 +155,20 @@ def test_an_unlimited_key_gets_no_limit_headers(
     )
     assert answer.status_code == 200
     assert not [name for name in answer.headers if "ratelimit" in name]
+
+
+def test_a_browser_page_may_read_the_limit_headers(
+    limited: GatewayServer, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(marker, fu.text("seen"))
+    answer = httpx.post(
+        f"{limited.base_url}/chat/completions",
+        json=body(marker),
+        headers={"Authorization": "Bearer sk-oo-page", "Origin": CORS_ORIGIN},
+        timeout=30,
+    )
+    assert answer.headers["x-ratelimit-remaining-requests"] == "9"
+    exposed = {
+        h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")
+    }
+    assert {"x-ratelimit-remaining-requests", "x-ratelimit-reset-tokens", "retry-after"} <= exposed
