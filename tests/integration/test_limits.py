@@ -73,6 +73,16 @@ def test_fifty_at_once_admit_no_more_than_the_requests_per_minute(
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # A stream refused so gets the 429 as its status, before any event.
+    streamed = httpx.post(
+        f"{limited.base_url}/chat/completions",
+        json={**body(marker), "stream": True},
+        headers={"Authorization": "Bearer sk-oo-burst"},
+        timeout=30,
+    )
+    assert streamed.status_code == 429
+    assert streamed.headers["content-type"].startswith("application/json")
+    assert streamed.headers["x-ratelimit-remaining-requests"] == "0"
 
 
 def test_fifty_at_once_run_no_more_than_the_concurrent_cap(
