@@ -18,6 +18,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opencode_openai.core.keys import ApiKey
 from opencode_openai.core.metrics import GatewayMetrics, route_of
 from opencode_openai.core.usage import RequestUsage, UsageLog, usage_line
 
@@ -43,12 +44,12 @@ class AccessLog:
         app: ASGIApp,
         metrics: GatewayMetrics,
         usage_log: UsageLog | None = None,
-        anonymous: str | None = None,
+        anonymous: ApiKey | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.usage_log = usage_log
-        #: The key name of every request when the gateway takes none (--no-auth).
+        #: The key of every request when the gateway takes none (--no-auth).
         self.anonymous = anonymous
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -27,6 +27,7 @@ from opencode_openai.app.body_guard import BodyGuard
 from opencode_openai.app.body_validator import validator_map
 from opencode_openai.app.errors import error_answer
 from opencode_openai.app.live_config import LiveConfig, SnapshotConfig
+from opencode_openai.app.rate_headers import RateHeaders
 from opencode_openai.app.state_lock import hold_state_dir
 from opencode_openai.backend import OpenCodeBackend
 from opencode_openai.core.errors import (
@@ -199,16 +200,18 @@ def create_app(
         __name__, lifespan=lifespan, validator_map=validator_map(), middlewares=middlewares
     )
     app.add_api(spec)
-    # Outermost first: every answer gets an id and a log line; CORS (off unless origins are
-    # named) wraps the rest; the body guard runs after routing and security.
+    # Outermost first: each request gets the live config; every answer gets an id, a log line
+    # and a limited key's rate-limit headers; CORS (off unless origins are named) wraps the
+    # rest; the body guard runs after routing and security.
     app.add_middleware(SnapshotConfig, position=MiddlewarePosition.BEFORE_EXCEPTION, live=live)
     app.add_middleware(
         AccessLog,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=metrics,
         usage_log=usage_log,
-        anonymous=None if config.auth else ANONYMOUS.name,
+        anonymous=None if config.auth else ANONYMOUS,
     )
+    app.add_middleware(RateHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION, limits=limits)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

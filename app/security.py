@@ -2,7 +2,8 @@
 `x-apikeyInfoFunc` (`x-api-key`, Anthropic's header): the same keys, the same comparison.
 
 The key found travels in Connexion's token info (`current_key` in handlers/_turn.py reads it),
-and its name in the request's usage (metrics and the usage log count by it).
+and in the request's usage (metrics and the usage log count by its name; its rate-limit
+headers are its own, app/rate_headers.py).
 An expired key is refused as a wrong one is (401); only the log says which key it was.
 """
 
@@ -30,7 +31,7 @@ def bearer_info(token: str, request: Any) -> dict[str, Any] | None:
         log.warning("refused key %r: it expired at %s", key.name, key.expires)
         return None
     usage: RequestUsage = request.scope["state"]["usage"]
-    usage.key = key.name
+    usage.key = key
     return {"sub": key.name, "key": key}
 
 

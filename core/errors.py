@@ -26,10 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from opencode_openai.core.ratelimit import Quotas
 
 __all__ = [
     "AuthenticationFailed",
@@ -158,17 +154,15 @@ class KeyLimitReached(GatewayError):
     """A key's own limit (requests or tokens per minute, concurrent turns) is reached.
 
     Not a RateLimited: that is the gateway at capacity (Anthropic's 529 overloaded); this is
-    the client's quota, a 429 in every protocol. `quotas` say where the key stands, for the
-    protocol's rate-limit headers.
+    the client's quota, a 429 in every protocol.
     """
 
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after_s: float, quotas: Quotas) -> None:
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
-        self.quotas = quotas
 
 
 class BackendError(GatewayError):

@@ -134,8 +134,8 @@ class GatewayMetrics:
         route = route_of(path)
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
-        if usage.key is not None:
-            self.key_requests.labels(usage.key, usage.model or "none", str(status)).inc()
+        if usage.key_name is not None:
+            self.key_requests.labels(usage.key_name, usage.model or "none", str(status)).inc()
 
     def render(self, health: dict[str, Any]) -> bytes:
         workers = health["workers"]
@@ -166,7 +166,7 @@ async def observe_turn(
     metrics and in the request's usage."""
     started = time.perf_counter()
     first = True
-    key, model = usage.key or "none", usage.model or "none"
+    key, model = usage.key_name or "none", usage.model or "none"
     try:
         async for event in events:
             if first and not isinstance(event, (TurnFinished, ReasoningDelta, ReasoningSignature)):

@@ -47,8 +47,12 @@ class Quotas:
 
 
 class Limits(Protocol):
-    async def admit(self, key: ApiKey) -> Quotas:
-        """Admit one turn of `key` (raises KeyLimitReached), and say where the key stands."""
+    async def admit(self, key: ApiKey) -> None:
+        """Admit one turn of `key`, or raise KeyLimitReached."""
+        ...
+
+    async def standing(self, key: ApiKey) -> Quotas:
+        """Where `key` stands now, for its rate-limit headers."""
         ...
 
     async def finish(self, key: ApiKey, tokens: int) -> None:
@@ -98,9 +102,14 @@ class InProcessLimits:
                 return at + WINDOW_S - now
         return 0.0
 
-    async def admit(self, key: ApiKey) -> Quotas:
+    async def standing(self, key: ApiKey) -> Quotas:
+        now = self._clock()
+        self._slide(key.name, now)
+        return self._quotas(key, now)
+
+    async def admit(self, key: ApiKey) -> None:
         if not key.limited:
-            return Quotas()
+            return
         now = self._clock()
         name = key.name
         self._slide(name, now)
@@ -118,12 +127,10 @@ class InProcessLimits:
                 f"Rate limit reached for key {name!r}: at most {what}. "
                 f"Try again in {max(1.0, retry_after_s):.0f}s.",
                 retry_after_s=retry_after_s,
-                quotas=self._quotas(key, now),
             )
         if rpm is not None:
             self._admitted[name].append(now)
         self._running[name] += 1
-        return self._quotas(key, now)
 
     async def finish(self, key: ApiKey, tokens: int) -> None:
         if not key.limited:

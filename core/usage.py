@@ -15,13 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from opencode_openai.core.keys import ApiKey
+
 __all__ = ["RequestUsage", "UsageLog", "UsageRow", "parse_since", "summarise", "usage_line"]
 
 
 @dataclass
 class RequestUsage:
-    #: The name of the key the request came with; None: no key was accepted.
-    key: str | None = None
+    #: The key the request came with; None: no key was accepted.
+    key: ApiKey | None = None
     #: The `provider/model` id that ran the turn; None: no turn.
     model: str | None = None
     prompt_tokens: int = 0
@@ -29,6 +31,10 @@ class RequestUsage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     ttft_s: float | None = None
+
+    @property
+    def key_name(self) -> str | None:
+        return None if self.key is None else self.key.name
 
 
 def usage_line(
@@ -45,7 +51,7 @@ def usage_line(
         {
             "time": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
             "request_id": request_id,
-            "key": usage.key,
+            "key": usage.key_name,
             "route": route,
             "model": usage.model,
             "prompt_tokens": usage.prompt_tokens,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterable, Coroutine
 from typing import Any, TypeVar
 
 from connexion import request
@@ -18,13 +18,13 @@ from starlette.responses import StreamingResponse
 
 from opencode_openai.backend import OpenCodeBackend, run_turn
 from opencode_openai.core.deadline import Deadline
-from opencode_openai.core.errors import ClientDisconnected, KeyLimitReached
+from opencode_openai.core.errors import ClientDisconnected
 from opencode_openai.core.events import TurnEvent, TurnFinished
 from opencode_openai.core.keys import ANONYMOUS, ApiKey
 from opencode_openai.core.metrics import GatewayMetrics, observe_turn
 from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import TurnPlan
-from opencode_openai.core.ratelimit import Limits, Quotas
+from opencode_openai.core.ratelimit import Limits
 from opencode_openai.core.settings import GatewayConfig
 from opencode_openai.core.usage import RequestUsage
 
@@ -48,8 +48,6 @@ JSON = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 TurnEvents = AsyncGenerator[TurnEvent, None]
-#: A protocol's rate-limit headers for where a key stands.
-RateHeaders = Callable[[Quotas], dict[str, str]]
 
 
 def backend() -> OpenCodeBackend:
@@ -77,33 +75,27 @@ def clamp_max_tokens() -> bool:
     return config.max_tokens_over_limit == "clamp"
 
 
-def turn_events(plan: TurnPlan, rate_headers: RateHeaders) -> TurnEvents:
+def turn_events(plan: TurnPlan) -> TurnEvents:
     """The plan's turn, bounded by OPENAI_PROXY_TIMEOUT from the request's arrival, within the
-    key's limits (their headers in the protocol's names, `rate_headers`), observed."""
+    key's limits, observed."""
     config: GatewayConfig = request.state.config
     metrics: GatewayMetrics = request.state.metrics
     usage: RequestUsage = request.state.usage
     usage.model = plan.model.id
     deadline = Deadline.after(config.timeout_s, start=request.state.arrived)
     turn = run_turn(request.state.backend, plan, deadline=deadline)
-    return observe_turn(_limited(turn, current_key(), rate_headers), metrics, usage)
+    return observe_turn(_limited(turn, current_key()), metrics, usage)
 
 
-async def _limited(events: TurnEvents, key: ApiKey, rate_headers: RateHeaders) -> TurnEvents:
-    """The turn once the key's limits admit it; its tokens are charged when it ends.
+async def _limited(events: TurnEvents, key: ApiKey) -> TurnEvents:
+    """The turn once the key's limits admit it (else 429); its tokens are charged when it ends.
 
     Admitted at the first event asked for, so the slot it takes is given back by this
-    generator's own `finally`, however the turn ends. The headers go on the answer (`ran`),
-    and on the 429 of a turn refused.
+    generator's own `finally`, however the turn ends. (The key's rate-limit headers are
+    app/rate_headers.py's.)
     """
     limits: Limits = request.state.limits
-    try:
-        quotas = await limits.admit(key)
-    except KeyLimitReached as refused:
-        refused.headers.update(rate_headers(refused.quotas))
-        await events.aclose()
-        raise
-    request.state.rate_headers = rate_headers(quotas)
+    await limits.admit(key)
     tokens = 0
     try:
         async for event in events:
@@ -184,10 +176,8 @@ async def primed(events: TurnEvents) -> TurnEvents:
 
 
 def ran(plan: TurnPlan) -> dict[str, str]:
-    """The header that names the model that ran, whatever name the client asked for, and the
-    key's rate-limit headers (a limited key's)."""
-    limits: dict[str, str] = getattr(request.state, "rate_headers", {})
-    return {"x-opencode-model": plan.model.id, **limits}
+    """The header that names the model that ran, whatever name the client asked for."""
+    return {"x-opencode-model": plan.model.id}
 
 
 def json_answer(body: dict[str, Any], plan: TurnPlan) -> tuple[dict[str, Any], int, dict[str, str]]:

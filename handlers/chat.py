@@ -19,14 +19,13 @@ from opencode_openai.protocols.openai_chat import (
     plan_from_request,
     sse_stream,
 )
-from opencode_openai.protocols.openai_limits import openai_rate_headers
 
 
 async def create_chat_completion(body: dict[str, Any]) -> Any:
     models = catalog()
     plan, options = plan_from_request(body, models, clamp_max_tokens=clamp_max_tokens())
     meta = new_meta(options.model)
-    events = turn_events(plan, openai_rate_headers)
+    events = turn_events(plan)
     if options.stream:
         frames = sse_stream(meta, await primed(events), include_usage=options.include_usage)
         return stream_response(frames, plan)

@@ -15,7 +15,6 @@ from opencode_openai.handlers._turn import (
     turn_events,
 )
 from opencode_openai.protocols.anthropic import (
-    anthropic_rate_headers,
     count_plan_tokens,
     message_from_events,
     new_meta,
@@ -28,7 +27,7 @@ async def create_message(body: dict[str, Any], beta: bool | None = None) -> Any:
     models = catalog()
     plan, options = plan_from_request(body, models, clamp_max_tokens=clamp_max_tokens())
     meta = new_meta(options.model)
-    events = turn_events(plan, anthropic_rate_headers)
+    events = turn_events(plan)
     if options.stream:
         return stream_response(sse_stream(meta, await primed(events)), plan)
     return json_answer(message_from_events(meta, await collected(events)), plan)

@@ -21,7 +21,6 @@ from opencode_openai.handlers._turn import (
     stream_response,
     turn_events,
 )
-from opencode_openai.protocols.openai_limits import openai_rate_headers
 from opencode_openai.protocols.openai_responses import (
     ResponseBuilder,
     ResponseOptions,
@@ -104,7 +103,7 @@ async def create_response(body: dict[str, Any]) -> Any:
     )
     builder = ResponseBuilder(new_meta(), options)
     owner = current_key().name
-    events = turn_events(plan, openai_rate_headers)
+    events = turn_events(plan)
     if options.stream:
         frames = sse_stream(builder, await primed(events))
         return stream_response(_kept_after(frames, builder, options, owner), plan)

@@ -67,8 +67,8 @@ def test_fifty_at_once_admit_no_more_than_the_requests_per_minute(
     for answer in answers:
         assert answer.headers["x-ratelimit-limit-requests"] == str(RPM)
         assert "x-ratelimit-limit-tokens" not in answer.headers  # no token limit on this key
-    remaining = sorted(int(a.headers["x-ratelimit-remaining-requests"]) for a in answers)
-    assert remaining == [0] * (50 - RPM + 1) + list(range(1, RPM))
+    # Where the key stands when each answer starts: never more left than the limit allows.
+    assert all(0 <= int(a.headers["x-ratelimit-remaining-requests"]) < RPM for a in answers)
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
@@ -111,8 +111,10 @@ def test_tokens_per_minute_count_finished_turns(
         first = client.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "user", "content": marker}]
         )
-        assert first.headers["x-ratelimit-remaining-tokens"] == str(TPM)
-        # Streamed, the second turn is admitted at 60 (under 100), and takes the key past it.
+        # A JSON answer starts once its turn is charged.
+        assert first.headers["x-ratelimit-remaining-tokens"] == str(TPM - 60)
+        # Streamed, the second turn is admitted at 60 (under 100), and takes the key past it;
+        # its answer starts before it is charged.
         with client.chat.completions.with_streaming_response.create(
             model=MODEL, messages=[{"role": "user", "content": marker}], stream=True
         ) as second:
@@ -182,3 +184,23 @@ def test_a_browser_page_may_read_the_limit_headers(
         h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")
     }
     assert {"x-ratelimit-remaining-requests", "x-ratelimit-reset-tokens", "retry-after"} <= exposed
+
+
+def test_every_answer_to_a_limited_key_says_where_it_stands(limited: GatewayServer) -> None:
+    """Not only its turns: /v1/models, a refusal, and Anthropic's count_tokens in its names."""
+    page = {"Authorization": "Bearer sk-oo-page"}
+    models = httpx.get(f"{limited.base_url}/models", headers=page, timeout=30)
+    assert models.headers["x-ratelimit-limit-requests"] == "10"
+    missing = httpx.get(f"{limited.base_url}/models/fake/no-such", headers=page, timeout=30)
+    assert missing.status_code == 404 and missing.headers["x-ratelimit-limit-requests"] == "10"
+    counted = httpx.post(
+        f"{limited.url}/v1/messages/count_tokens",
+        headers={"x-api-key": "sk-oo-page", "anthropic-version": "2023-06-01"},
+        json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    )
+    assert counted.status_code == 200
+    assert counted.headers["anthropic-ratelimit-requests-limit"] == "10"
+    assert "x-ratelimit-limit-requests" not in counted.headers
+    health = httpx.get(f"{limited.url}/health", headers=page, timeout=30)  # a route with no key
+    assert "x-ratelimit-limit-requests" not in health.headers

@@ -33,15 +33,15 @@ async def test_requests_per_minute_slide_with_each_admission() -> None:
     seen = []
     for step in (0, 10, 20):
         clock.now = 1000 + step
-        quotas = await limits.admit(limited)
+        await limits.admit(limited)
         await limits.finish(limited, 0)
-        seen.append(quotas.requests)
+        seen.append((await limits.standing(limited)).requests)
     assert seen[0] == Quota(3, 2, 60.0) and seen[2] == Quota(3, 0, 60.0)
     clock.now = 1059.0  # the first admission (at 1000) is still inside the window
     with pytest.raises(KeyLimitReached) as refused:
         await limits.admit(limited)
     assert refused.value.headers["Retry-After"] == "1"
-    assert refused.value.quotas.requests == Quota(3, 0, 21.0)
+    assert (await limits.standing(limited)).requests == Quota(3, 0, 21.0)
     clock.now = 1060.0  # it left: one more fits, not two
     await limits.admit(limited)
     with pytest.raises(KeyLimitReached) as again:
@@ -55,11 +55,12 @@ async def test_tokens_are_charged_when_a_turn_ends() -> None:
     await limits.admit(limited)
     await limits.finish(limited, 60)
     clock.now += 5
-    assert (await limits.admit(limited)).tokens == Quota(100, 40, 55.0)
+    await limits.admit(limited)
+    assert (await limits.standing(limited)).tokens == Quota(100, 40, 55.0)
     await limits.finish(limited, 60)  # admitted under the limit, it may go past it
     with pytest.raises(KeyLimitReached) as refused:
         await limits.admit(limited)
-    assert refused.value.quotas.tokens == Quota(100, 0, 60.0)
+    assert (await limits.standing(limited)).tokens == Quota(100, 0, 60.0)
     # Under the limit again once the first 60 leave (55 s from now), not the whole window.
     assert refused.value.headers["Retry-After"] == "55"
     clock.now += 55
@@ -94,7 +95,8 @@ async def test_an_unlimited_key_keeps_no_count() -> None:
     limits = InProcessLimits(Clock())
     unlimited = ApiKey("free", hash_key("free"))
     for _ in range(1000):
-        assert await limits.admit(unlimited) == Quotas()
+        await limits.admit(unlimited)
+    assert await limits.standing(unlimited) == Quotas()
 
 
 def test_openai_headers_name_each_limit_the_key_has() -> None:

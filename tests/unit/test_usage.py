@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from opencode_openai.cli.main import main
+from opencode_openai.core.keys import ApiKey, hash_key
 from opencode_openai.core.usage import RequestUsage, UsageLog, parse_since, summarise, usage_line
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 
 def line(key: str | None, model: str | None, status: int, at: datetime, **tokens: int) -> str:
-    usage = RequestUsage(key, model, ttft_s=0.2 if model else None, **tokens)
+    api_key = None if key is None else ApiKey(key, hash_key(key))
+    usage = RequestUsage(api_key, model, ttft_s=0.2 if model else None, **tokens)
     return usage_line(
         usage,
         at=at.timestamp(),
