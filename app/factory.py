@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import re
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from importlib import resources
@@ -24,6 +26,8 @@ from opencode_openai.app.access_log import AccessLog
 from opencode_openai.app.body_guard import BodyGuard
 from opencode_openai.app.body_validator import validator_map
 from opencode_openai.app.errors import error_answer
+from opencode_openai.app.live_config import LiveConfig, SnapshotConfig
+from opencode_openai.app.rate_headers import RateHeaders
 from opencode_openai.app.state_lock import hold_state_dir
 from opencode_openai.backend import OpenCodeBackend
 from opencode_openai.core.errors import (
@@ -34,8 +38,12 @@ from opencode_openai.core.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from opencode_openai.core.keys import ANONYMOUS
 from opencode_openai.core.metrics import GatewayMetrics
+from opencode_openai.core.ratelimit import InProcessLimits
 from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.usage import UsageLog
+from opencode_openai.protocols.openai_limits import RATE_HEADERS
 from opencode_openai.store import open_store
 
 __all__ = ["create_app", "load_spec"]
@@ -148,8 +156,14 @@ def create_app(
     *,
     on_ready: Callable[[OpenCodeBackend], Awaitable[None] | None] | None = None,
     on_failed: Callable[[OpenCodeBackend], None] | None = None,
+    reread: Callable[[], GatewayConfig] | None = None,
 ) -> AsyncApp:
+    """The gateway for `config`. With `reread` (the CLI's: flags, environment and config file
+    read again), SIGHUP reloads the settings that can change while it runs (app/live_config)."""
+    live = LiveConfig(config)
     metrics = GatewayMetrics()
+    limits = InProcessLimits()
+    usage_log = UsageLog(config.usage_log) if config.usage_log else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: ConnexionMiddleware) -> AsyncIterator[dict[str, Any]]:
@@ -157,16 +171,24 @@ def create_app(
             backend = OpenCodeBackend(config, on_ready=on_ready, on_failed=on_failed)
             backend.start_in_background()
             response_store = open_store(config)
+            loop = asyncio.get_running_loop()
+            if reread is not None:
+                loop.add_signal_handler(signal.SIGHUP, live.reload, reread)
             try:
+                # Each request's `config` is the live one of its arrival (SnapshotConfig).
                 yield {
                     "backend": backend,
-                    "config": config,
+                    "limits": limits,
                     "metrics": metrics,
                     "response_store": response_store,
                 }
             finally:
+                if reread is not None:
+                    loop.remove_signal_handler(signal.SIGHUP)
                 await backend.stop()
                 await response_store.close()
+                if usage_log is not None:
+                    usage_log.close()
 
     spec = load_spec(auth=config.auth)
     # Responses are checked against the spec by the contract suite, not on every request, so
@@ -178,9 +200,18 @@ def create_app(
         __name__, lifespan=lifespan, validator_map=validator_map(), middlewares=middlewares
     )
     app.add_api(spec)
-    # Outermost first: every answer gets an id and a log line; CORS (off unless origins are
-    # named) wraps the rest; the body guard runs after routing and security.
-    app.add_middleware(AccessLog, position=MiddlewarePosition.BEFORE_EXCEPTION, metrics=metrics)
+    # Outermost first: each request gets the live config; every answer gets an id, a log line
+    # and a limited key's rate-limit headers; CORS (off unless origins are named) wraps the
+    # rest; the body guard runs after routing and security.
+    app.add_middleware(SnapshotConfig, position=MiddlewarePosition.BEFORE_EXCEPTION, live=live)
+    app.add_middleware(
+        AccessLog,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        metrics=metrics,
+        usage_log=usage_log,
+        anonymous=None if config.auth else ANONYMOUS,
+    )
+    app.add_middleware(RateHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION, limits=limits)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -188,7 +219,12 @@ def create_app(
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
-            expose_headers=["X-Request-Id", "Retry-After", "X-OpenCode-Model"],
+            expose_headers=[
+                "X-Request-Id",
+                "Retry-After",
+                "X-OpenCode-Model",
+                *RATE_HEADERS,
+            ],
         )
     app.add_middleware(
         BodyGuard,

@@ -17,16 +17,16 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import uvicorn
 
 from opencode_openai.backend import OpenCodeBackend
-from opencode_openai.cli import client_config
+from opencode_openai.cli import client_config, keys, usage
 from opencode_openai.core.settings import GatewayConfig, Secret, Setting, SettingsError, settings
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["build_parser", "config_from_args", "main", "rereader"]
 
 EXIT_USAGE = 2
 
@@ -77,17 +77,35 @@ def build_parser() -> argparse.ArgumentParser:
         if setting.flags:
             _add(serve, setting)
     client_config.add_parser(commands)
+    keys.add_parser(commands)
+    usage.add_parser(commands)
     return parser
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: value for name, value in vars(args).items() if name != "command"}
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
     """The config, and whether its key was generated (so it must be printed)."""
-    given = {name: value for name, value in vars(args).items() if name != "command"}
-    config = GatewayConfig.from_sources(given)
-    if config.auth and not config.api_keys:  # on loopback: a key of its own, printed once
+    config = GatewayConfig.from_sources(_given(args))
+    if config.auth and not config.accepted_keys:  # on loopback: a key of its own, printed once
         key = Secret("sk-oc-" + secrets.token_urlsafe(24))
         return dataclasses.replace(config, api_keys=(key,)), True
     return config, False
+
+
+def rereader(
+    args: argparse.Namespace, config: GatewayConfig, generated: bool
+) -> Callable[[], GatewayConfig]:
+    """How SIGHUP reads the settings again: the same flags, the environment and the config
+    file as it is now. A generated key stays the key it was."""
+
+    def reread() -> GatewayConfig:
+        fresh = GatewayConfig.from_sources(_given(args))
+        return dataclasses.replace(fresh, api_keys=config.api_keys) if generated else fresh
+
+    return reread
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -118,11 +136,15 @@ def _key_label(config: GatewayConfig, generated: bool) -> str:
         return "no auth"
     if generated:
         return f"key {config.api_keys[0].reveal()}"
+    if not config.api_keys:
+        return f"{len(config.keys)} named keys"
     key = config.api_keys[0].reveal()
     return f"key {key[:4]}…{key[-2:]}" if len(key) > 8 else "key (given)"
 
 
-def serve(config: GatewayConfig, generated: bool) -> int:
+def serve(
+    config: GatewayConfig, generated: bool, reread: Callable[[], GatewayConfig] | None = None
+) -> int:
     from opencode_openai.app import create_app
     from opencode_openai.app.state_lock import StateDirInUse, check_state_dir
 
@@ -164,7 +186,7 @@ def serve(config: GatewayConfig, generated: bool) -> int:
         failed.append(EXIT_USAGE if backend.misconfigured else 1)
         server.should_exit = True
 
-    app = create_app(config, on_ready=ready, on_failed=give_up)
+    app = create_app(config, on_ready=ready, on_failed=give_up, reread=reread)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -187,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "client-config":
         return client_config.run(args)
+    if args.command == "keys":
+        return keys.run(args)
+    if args.command == "usage":
+        return usage.run(args)
     try:
         config, generated = config_from_args(args)
     except SettingsError as exc:
@@ -195,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return serve(config, generated)
+    return serve(config, generated, rereader(args, config, generated))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@
     │   └── ModelNotFound             404 model_not_found
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415
-    ├── RateLimited                   429 rate_limit_exceeded
+    ├── RateLimited                   429 rate_limit_exceeded (the gateway at capacity)
+    ├── KeyLimitReached               429 rate_limit_exceeded (a key's own limit)
     └── BackendError                  502 upstream_error
         ├── BackendUnavailable        503 backend_unavailable
         │   └── Misconfigured         503 misconfigured (refused at start-up)
@@ -24,6 +25,7 @@ event in a stream alike (protocols/openai_errors.py; app/errors.py picks the rou
 from __future__ import annotations
 
 import logging
+import math
 
 __all__ = [
     "AuthenticationFailed",
@@ -34,11 +36,13 @@ __all__ = [
     "GatewayError",
     "InternalError",
     "InvalidRequest",
+    "KeyLimitReached",
     "Misconfigured",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "SettingsError",
     "UnsupportedMediaType",
     "UnsupportedParameter",
     "UpstreamFailed",
@@ -46,6 +50,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("opencode_openai")
+
+
+class SettingsError(ValueError):
+    """A setting, or a combination of them, that the gateway refuses (exit code 2).
+
+    Not a GatewayError: no client is told of it; the command stops, or a reload is refused.
+    """
 
 
 class GatewayError(Exception):
@@ -137,6 +148,21 @@ class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class KeyLimitReached(GatewayError):
+    """A key's own limit (requests or tokens per minute, concurrent turns) is reached.
+
+    Not a RateLimited: that is the gateway at capacity (Anthropic's 529 overloaded); this is
+    the client's quota, a 429 in every protocol.
+    """
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
 
 
 class BackendError(GatewayError):

@@ -1,8 +1,9 @@
 """GatewayMetrics: the gateway's Prometheus metrics, in a registry of its own per app.
 
-Recorded in three places only: AccessLog (every request), `observe_turn` (every chat turn:
-time to first token, tokens, failures) and the /metrics handler (gauges read from the backend
-at scrape time).
+Recorded in three places only: AccessLog (every request; by key and model, every request that
+came with a key), `observe_turn` (every turn: time to first token, tokens and failures, by key
+and model) and the /metrics handler (gauges read from the backend at scrape time). The key and
+model labels stay bounded: key names are the configured ones, models the catalog's ids.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from opencode_openai.core.errors import GatewayError
 from opencode_openai.core.events import ReasoningDelta, ReasoningSignature, TurnEvent, TurnFinished
+from opencode_openai.core.usage import RequestUsage
 
 __all__ = ["GatewayMetrics", "observe_turn"]
 
@@ -75,12 +77,21 @@ class GatewayMetrics:
             registry=r,
         )
         self.tokens = Counter(
-            "opencode_openai_tokens", "Tokens reported by the provider.", ["kind"], registry=r
+            "opencode_openai_tokens",
+            "Tokens reported by the provider, by kind, key name and model.",
+            ["kind", "key", "model"],
+            registry=r,
         )
         self.turn_errors = Counter(
             "opencode_openai_turn_errors",
-            "Chat turns that failed, by OpenAI error type.",
-            ["type"],
+            "Turns that failed, by OpenAI error type, key name and model.",
+            ["type", "key", "model"],
+            registry=r,
+        )
+        self.key_requests = Counter(
+            "opencode_openai_key_requests",
+            "API requests answered, by key name, model (none: no turn) and status.",
+            ["key", "model", "status"],
             registry=r,
         )
         self.turns_running = Gauge(
@@ -119,10 +130,12 @@ class GatewayMetrics:
         #: The totals the counters were last brought up to (read from /health at each scrape).
         self._counted = dict.fromkeys(SUPERVISOR_EVENTS, 0)
 
-    def request_done(self, path: str, status: int, seconds: float) -> None:
+    def request_done(self, path: str, status: int, seconds: float, usage: RequestUsage) -> None:
         route = route_of(path)
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+        if usage.key_name is not None:
+            self.key_requests.labels(usage.key_name, usage.model or "none", str(status)).inc()
 
     def render(self, health: dict[str, Any]) -> bytes:
         workers = health["workers"]
@@ -147,28 +160,35 @@ class GatewayMetrics:
 
 
 async def observe_turn(
-    events: AsyncGenerator[TurnEvent, None], metrics: GatewayMetrics
+    events: AsyncGenerator[TurnEvent, None], metrics: GatewayMetrics, usage: RequestUsage
 ) -> AsyncGenerator[TurnEvent, None]:
-    """Pass a turn's events through, noting time to first token, tokens and failures."""
+    """Pass a turn's events through, noting time to first token, tokens and failures, in the
+    metrics and in the request's usage."""
     started = time.perf_counter()
     first = True
+    key, model = usage.key_name or "none", usage.model or "none"
     try:
         async for event in events:
             if first and not isinstance(event, (TurnFinished, ReasoningDelta, ReasoningSignature)):
-                metrics.ttft.observe(time.perf_counter() - started)
+                usage.ttft_s = time.perf_counter() - started
+                metrics.ttft.observe(usage.ttft_s)
                 first = False
             if isinstance(event, TurnFinished):
-                usage = event.usage
+                reported = event.usage
+                usage.prompt_tokens = reported.prompt_tokens
+                usage.completion_tokens = reported.completion_tokens
+                usage.cached_tokens = reported.cached_tokens
+                usage.reasoning_tokens = reported.reasoning_tokens
                 for kind, value in (
-                    ("prompt", usage.prompt_tokens),
-                    ("completion", usage.completion_tokens),
-                    ("cached", usage.cached_tokens),
-                    ("reasoning", usage.reasoning_tokens),
+                    ("prompt", reported.prompt_tokens),
+                    ("completion", reported.completion_tokens),
+                    ("cached", reported.cached_tokens),
+                    ("reasoning", reported.reasoning_tokens),
                 ):
-                    metrics.tokens.labels(kind).inc(value)
+                    metrics.tokens.labels(kind, key, model).inc(value)
             yield event
     except GatewayError as exc:
-        metrics.turn_errors.labels(exc.type).inc()
+        metrics.turn_errors.labels(exc.type, key, model).inc()
         raise
     finally:
         await events.aclose()

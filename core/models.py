@@ -6,7 +6,8 @@ requested id, and to know a model's limits and inputs) and by the models handler
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from opencode_openai.core.errors import InvalidRequest
 
@@ -62,13 +63,27 @@ class CatalogModel:
         )
 
 
+def _every_name(name: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class ModelCatalog:
-    """The models, and the aliases that name them (`opencode/default` first)."""
+    """The models, and the aliases that name them (`opencode/default` first).
+
+    `allows` says which names (ids and aliases, as a client sends them) a client may use: a
+    name it may not use is neither resolved nor listed, so it looks exactly like one that does
+    not exist.
+    """
 
     models: dict[str, CatalogModel] = field(default_factory=dict)
     #: Alias name -> the `provider/model` id it stands for, in the order they are listed.
     aliases: dict[str, str] = field(default_factory=dict)
+    allows: Callable[[str], bool] = _every_name
+
+    def visible_to(self, allows: Callable[[str], bool]) -> ModelCatalog:
+        """The catalog as a client that may use only the names `allows` accepts sees it."""
+        return replace(self, allows=allows)
 
     @property
     def default(self) -> ModelRef | None:
@@ -78,13 +93,16 @@ class ModelCatalog:
 
     def resolve(self, model: str) -> CatalogModel | None:
         """The catalog entry for a requested id or alias (an alias wins over an id)."""
+        if not self.allows(model):
+            return None
         return self.models.get(self.aliases.get(model, model))
 
     def ids(self) -> list[str]:
-        """The models' ids, then the aliases whose model is here."""
-        return sorted(self.models) + [
+        """The models' ids, then the aliases whose model is here (those it allows)."""
+        names = sorted(self.models) + [
             name for name, target in self.aliases.items() if target in self.models
         ]
+        return [name for name in names if self.allows(name)]
 
     def unknown_aliases(self) -> dict[str, str]:
         """Aliases that name no model of the catalog (start-up refuses them)."""

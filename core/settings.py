@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from opencode_openai.core.keys import ApiKey, unlimited_key
+from opencode_openai.core.config_file import BadValue, read_config_file
+from opencode_openai.core.errors import SettingsError
+from opencode_openai.core.keys import ApiKey, keys_from_file, unlimited_key
 
 __all__ = [
     "GatewayConfig",
@@ -31,10 +33,6 @@ __all__ = [
     "is_loopback",
     "settings",
 ]
-
-
-class SettingsError(ValueError):
-    """A setting, or a combination of them, that the gateway refuses (exit code 2)."""
 
 
 class Secret:
@@ -97,10 +95,19 @@ class Setting:
     shown_default: str | None = None
     #: The field's value when the switch is given (kind "switch").
     switched: Any = True
+    #: Its key in the config file, when not its flag without the dashes.
+    file: str | None = None
+    #: A TOML value (a table, a list of tables) -> the field's value; raises BadValue.
+    read_file: Callable[[Any], Any] | None = None
 
     @property
     def flag(self) -> str | None:
         return self.flags[0] if self.flags else None
+
+    @property
+    def file_key(self) -> str | None:
+        """Its key in the config file; None: the environment's only (a password)."""
+        return self.file or (self.flag.removeprefix("--") if self.flag else None)
 
 
 def _setting(
@@ -162,6 +169,32 @@ def _aliases(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(aliases)
 
 
+def _alias_table(value: Any) -> tuple[tuple[str, str], ...]:
+    """The file's `[aliases]` table, `NAME = "provider/model"`, read as the flag's values."""
+    if not isinstance(value, dict):
+        raise BadValue('expected a table of NAME = "provider/model"')
+    aliases: list[tuple[str, str]] = []
+    for name, target in value.items():
+        if not isinstance(target, str):
+            raise BadValue('expected "provider/model"', (name,))
+        try:
+            aliases += _aliases(f"{name}={target}")
+        except ValueError as exc:
+            raise BadValue(f'expected "provider/model" ({exc})', (name,)) from exc
+    return tuple(aliases)
+
+
+def _no_clear_keys(value: Any) -> Any:
+    raise BadValue(
+        "a config file keeps no key in clear: add a [[keys]] table with its hash "
+        "(`opencode-openai keys new NAME` prints one)"
+    )
+
+
+def _not_in_file(value: Any) -> Any:
+    raise BadValue("a config file cannot name another one")
+
+
 def _positive_s(value: float) -> str | None:
     return None if value > 0 else "must be a positive number"
 
@@ -175,6 +208,15 @@ def _log_level(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class GatewayConfig:
+    #: A TOML file of settings (each flag's name without its dashes), keys and aliases.
+    config_file: Path | None = _setting(
+        flags=("--config",),
+        env=("OPENAI_PROXY_CONFIG",),
+        help="TOML file of settings (flags and environment win over it), [[keys]] and [aliases]",
+        metavar="FILE",
+        parse=Path,
+        read_file=_not_in_file,
+    )
     host: str = _setting(
         "127.0.0.1",
         flags=("--host",),
@@ -203,6 +245,7 @@ class GatewayConfig:
         kind="repeat",
         metavar="KEY",
         parse=_keys,
+        read_file=_no_clear_keys,
     )
     api_key_file: Path | None = _setting(
         flags=("--api-key-file",),
@@ -391,6 +434,24 @@ class GatewayConfig:
         kind="repeat",
         metavar="NAME=provider/model",
         parse=_aliases,
+        file="aliases",
+        read_file=_alias_table,
+    )
+    #: Named keys, each with its models, limits and expiry: the config file's `[[keys]]`.
+    keys: tuple[ApiKey, ...] = _setting(
+        (),
+        help="named keys with their models, limits and expiry (config file only)",
+        file="keys",
+        read_file=keys_from_file,
+    )
+    #: A JSON-lines file with one line per API request: who, which model, tokens, timing.
+    usage_log: Path | None = _setting(
+        flags=("--usage-log",),
+        env=("OPENCODE_OPENAI_USAGE_LOG",),
+        help="append one JSON line per API request (key name, model, tokens, timing; never "
+        "a prompt or a key) to FILE; `opencode-openai usage` sums it up",
+        metavar="FILE",
+        parse=Path,
     )
     #: A requested output token limit above the model's: clamp it to the model's, or refuse.
     max_tokens_over_limit: str = _setting(
@@ -450,10 +511,11 @@ class GatewayConfig:
         loopback = is_loopback(self.host)
         if not self.auth and not loopback:
             raise SettingsError(f"--no-auth is only accepted on a loopback host, not {self.host}")
-        if self.auth and not self.api_keys and not loopback:
+        if self.auth and not self.accepted_keys and not loopback:
             raise SettingsError(
-                f"refusing to listen on {self.host} without an API key: pass --api-key or set "
-                "OPENAI_PROXY_API_KEY (a generated key is only offered on loopback)"
+                f"refusing to listen on {self.host} without an API key: pass --api-key, set "
+                "OPENAI_PROXY_API_KEY or name [[keys]] in --config (a generated key is only "
+                "offered on loopback)"
             )
         if self.opencode_workers > 1 and self.opencode_url:
             raise SettingsError(
@@ -463,10 +525,14 @@ class GatewayConfig:
     @functools.cached_property
     def accepted_keys(self) -> tuple[ApiKey, ...]:
         """Every key a client may send: --api-key, OPENAI_PROXY_API_KEY and --api-key-file keys
-        as unlimited keys named `api-key-1`, `api-key-2`… in that order."""
-        return tuple(
-            unlimited_key(f"api-key-{number}", secret.reveal())
-            for number, secret in enumerate(self.api_keys, start=1)
+        as unlimited keys named `api-key-1`, `api-key-2`… in that order, then the named keys
+        of the config file."""
+        return (
+            *(
+                unlimited_key(f"api-key-{number}", secret.reveal())
+                for number, secret in enumerate(self.api_keys, start=1)
+            ),
+            *self.keys,
         )
 
     @property
@@ -478,8 +544,8 @@ class GatewayConfig:
         cls, given: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> GatewayConfig:
         """The config from values given on the command line (by field name; a flag that was
-        not given is absent), then the environment, then the defaults. The API key file's
-        keys join the others."""
+        not given is absent), then the environment, then the config file, then the defaults.
+        The API key file's keys join the others."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for setting in settings():
@@ -491,6 +557,9 @@ class GatewayConfig:
                 if text:
                     values[setting.name] = _from_text(setting, text, variable)
                     break
+        if values.get("config_file") is not None:
+            for name, value in read_config_file(values["config_file"], settings()).items():
+                values.setdefault(name, value)
         if values.get("api_key_file") is not None:
             values["api_keys"] = (
                 *values.get("api_keys", ()),

@@ -12,21 +12,26 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable, Coroutine
 from typing import Any, TypeVar
 
-from connexion import context, request
+from connexion import request
+from connexion.context import context
 from starlette.responses import StreamingResponse
 
 from opencode_openai.backend import OpenCodeBackend, run_turn
 from opencode_openai.core.deadline import Deadline
 from opencode_openai.core.errors import ClientDisconnected
-from opencode_openai.core.events import TurnEvent
+from opencode_openai.core.events import TurnEvent, TurnFinished
 from opencode_openai.core.keys import ANONYMOUS, ApiKey
 from opencode_openai.core.metrics import GatewayMetrics, observe_turn
+from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import TurnPlan
+from opencode_openai.core.ratelimit import Limits
 from opencode_openai.core.settings import GatewayConfig
+from opencode_openai.core.usage import RequestUsage
 
 __all__ = [
     "JSON",
     "backend",
+    "catalog",
     "clamp_max_tokens",
     "collected",
     "current_key",
@@ -58,6 +63,12 @@ def current_key() -> ApiKey:
     return token_info["key"] if token_info else ANONYMOUS
 
 
+def catalog() -> ModelCatalog:
+    """The models this request's key may use, by the name the client sends (an id, an alias or
+    a pattern of the key's `models`): the others look as if they did not exist (404)."""
+    return backend().catalog.visible_to(current_key().may_use)
+
+
 def clamp_max_tokens() -> bool:
     """Whether an output token limit above the model's is clamped (else refused)."""
     config: GatewayConfig = request.state.config
@@ -65,11 +76,35 @@ def clamp_max_tokens() -> bool:
 
 
 def turn_events(plan: TurnPlan) -> TurnEvents:
-    """The plan's turn, bounded by OPENAI_PROXY_TIMEOUT from the request's arrival, observed."""
+    """The plan's turn, bounded by OPENAI_PROXY_TIMEOUT from the request's arrival, within the
+    key's limits, observed."""
     config: GatewayConfig = request.state.config
     metrics: GatewayMetrics = request.state.metrics
+    usage: RequestUsage = request.state.usage
+    usage.model = plan.model.id
     deadline = Deadline.after(config.timeout_s, start=request.state.arrived)
-    return observe_turn(run_turn(request.state.backend, plan, deadline=deadline), metrics)
+    turn = run_turn(request.state.backend, plan, deadline=deadline)
+    return observe_turn(_limited(turn, current_key()), metrics, usage)
+
+
+async def _limited(events: TurnEvents, key: ApiKey) -> TurnEvents:
+    """The turn once the key's limits admit it (else 429); its tokens are charged when it ends.
+
+    Admitted at the first event asked for, so the slot it takes is given back by this
+    generator's own `finally`, however the turn ends. (The key's rate-limit headers are
+    app/rate_headers.py's.)
+    """
+    limits: Limits = request.state.limits
+    await limits.admit(key)
+    tokens = 0
+    try:
+        async for event in events:
+            if isinstance(event, TurnFinished):
+                tokens = event.usage.prompt_tokens + event.usage.completion_tokens
+            yield event
+    finally:
+        await events.aclose()
+        await limits.finish(key, tokens)
 
 
 def _cancelling() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opencode_openai.handlers._turn import (
-    backend,
+    catalog,
     clamp_max_tokens,
     collected,
     json_answer,
@@ -22,8 +22,8 @@ from opencode_openai.protocols.openai_chat import (
 
 
 async def create_chat_completion(body: dict[str, Any]) -> Any:
-    catalog = backend().catalog
-    plan, options = plan_from_request(body, catalog, clamp_max_tokens=clamp_max_tokens())
+    models = catalog()
+    plan, options = plan_from_request(body, models, clamp_max_tokens=clamp_max_tokens())
     meta = new_meta(options.model)
     events = turn_events(plan)
     if options.stream:

@@ -6,7 +6,7 @@ from typing import Any
 
 from opencode_openai.handlers._turn import (
     JSON,
-    backend,
+    catalog,
     clamp_max_tokens,
     collected,
     json_answer,
@@ -24,8 +24,8 @@ from opencode_openai.protocols.anthropic import (
 
 
 async def create_message(body: dict[str, Any], beta: bool | None = None) -> Any:
-    catalog = backend().catalog
-    plan, options = plan_from_request(body, catalog, clamp_max_tokens=clamp_max_tokens())
+    models = catalog()
+    plan, options = plan_from_request(body, models, clamp_max_tokens=clamp_max_tokens())
     meta = new_meta(options.model)
     events = turn_events(plan)
     if options.stream:
@@ -34,7 +34,7 @@ async def create_message(body: dict[str, Any], beta: bool | None = None) -> Any:
 
 
 async def count_message_tokens(body: dict[str, Any], beta: bool | None = None) -> Any:
-    plan, _ = plan_from_request(body, backend().catalog)
+    plan, _ = plan_from_request(body, catalog())
     return {"input_tokens": count_plan_tokens(plan)}, 200, JSON
 
 

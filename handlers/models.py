@@ -9,7 +9,7 @@ from connexion import request
 
 from opencode_openai.core.errors import ModelNotFound
 from opencode_openai.core.models import DEFAULT_ALIAS, CatalogModel, ModelCatalog
-from opencode_openai.handlers._turn import JSON, backend
+from opencode_openai.handlers._turn import JSON, catalog
 from opencode_openai.protocols.anthropic import model_info, model_page
 
 
@@ -58,22 +58,22 @@ def _anthropic_list(catalog: ModelCatalog) -> Any:
 
 
 async def list_models() -> Any:
-    catalog = backend().catalog
+    models = catalog()
     if _anthropic_client():
-        return _anthropic_list(catalog)
+        return _anthropic_list(models)
     data = [
-        _model(model_id, entry, catalog)
-        for model_id in catalog.ids()
-        if (entry := catalog.resolve(model_id))
+        _model(model_id, entry, models)
+        for model_id in models.ids()
+        if (entry := models.resolve(model_id))
     ]
     return {"object": "list", "data": data}, 200, JSON
 
 
 async def retrieve_model(model: str) -> Any:
-    catalog = backend().catalog
-    entry = catalog.resolve(model)
+    models = catalog()
+    entry = models.resolve(model)
     if entry is None:
         raise ModelNotFound(model)
     if _anthropic_client():
         return model_info(model, entry), 200, JSON
-    return _model(model, entry, catalog), 200, JSON
+    return _model(model, entry, models), 200, JSON

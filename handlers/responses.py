@@ -12,9 +12,10 @@ from connexion import request
 from opencode_openai.core.errors import NotFound
 from opencode_openai.handlers._turn import (
     JSON,
-    backend,
+    catalog,
     clamp_max_tokens,
     collected,
+    current_key,
     json_answer,
     primed,
     stream_response,
@@ -41,7 +42,7 @@ def _store() -> ResponseStore:
 
 
 async def _stored(response_id: str) -> StoredResponse:
-    stored = await _store().get(response_id)
+    stored = await _store().get(response_id, current_key().name)
     if stored is None:
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return stored
@@ -51,7 +52,7 @@ async def _history(body: dict[str, Any]) -> list[dict[str, Any]]:
     previous = body.get("previous_response_id")
     if not previous:
         return []
-    stored = await _store().get(previous)
+    stored = await _store().get(previous, current_key().name)
     if stored is None:
         raise NotFound(
             f"Previous response with id '{previous}' not found.",
@@ -61,8 +62,9 @@ async def _history(body: dict[str, Any]) -> list[dict[str, Any]]:
     return stored.conversation
 
 
-async def _keep(builder: ResponseBuilder, options: ResponseOptions) -> None:
-    """Store the finished response (`store: true`); a failing store does not fail the answer."""
+async def _keep(builder: ResponseBuilder, options: ResponseOptions, owner: str) -> None:
+    """Store the finished response (`store: true`) as `owner`'s (the key's name); a failing
+    store does not fail the answer."""
     if not options.store or builder.status == "in_progress":
         return
     response = builder.response()
@@ -73,6 +75,7 @@ async def _keep(builder: ResponseBuilder, options: ResponseOptions) -> None:
         response,
         input_items,
         conversation_of(options.history, input_items, response),
+        owner,
     )
     try:
         await _store().put(stored)
@@ -81,27 +84,31 @@ async def _keep(builder: ResponseBuilder, options: ResponseOptions) -> None:
 
 
 async def _kept_after(
-    frames: AsyncGenerator[bytes, None], builder: ResponseBuilder, options: ResponseOptions
+    frames: AsyncGenerator[bytes, None],
+    builder: ResponseBuilder,
+    options: ResponseOptions,
+    owner: str,
 ) -> AsyncGenerator[bytes, None]:
     async with contextlib.aclosing(frames):
         async for frame in frames:
             yield frame
-    await _keep(builder, options)
+    await _keep(builder, options, owner)
 
 
 async def create_response(body: dict[str, Any]) -> Any:
-    catalog = backend().catalog
+    models = catalog()
     history = await _history(body)
     plan, options = plan_from_request(
-        body, catalog, history=history, clamp_max_tokens=clamp_max_tokens()
+        body, models, history=history, clamp_max_tokens=clamp_max_tokens()
     )
     builder = ResponseBuilder(new_meta(), options)
+    owner = current_key().name
     events = turn_events(plan)
     if options.stream:
         frames = sse_stream(builder, await primed(events))
-        return stream_response(_kept_after(frames, builder, options), plan)
+        return stream_response(_kept_after(frames, builder, options, owner), plan)
     response = response_from_events(builder, await collected(events))
-    await _keep(builder, options)
+    await _keep(builder, options, owner)
     return json_answer(response, plan)
 
 
@@ -110,7 +117,7 @@ async def get_response(response_id: str, **_query: Any) -> Any:
 
 
 async def delete_response(response_id: str) -> Any:
-    if not await _store().delete(response_id):
+    if not await _store().delete(response_id, current_key().name):
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return {"id": response_id, "object": "response", "deleted": True}, 200, JSON
 

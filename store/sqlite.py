@@ -1,6 +1,8 @@
 """SQLiteResponseStore: stored responses in an SQLite database, bounded by age and size.
 
-One table, one row per response: its id, when it was created, its size and its JSON. The
+One table, one row per response: its id, when it was created, its size, its owner (the name
+of the key that created it; a database from before owners gets the column, its rows owner "")
+and its JSON. The
 database is in WAL mode and survives a restart of the gateway. Every statement runs on one
 thread of the store's own (so the event loop never waits on the disk, and concurrent
 requests are serialised there). Bounds: a response older than `max_age_s` is gone (not read,
@@ -33,10 +35,13 @@ CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
     size INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS responses_by_age ON responses (created_at);
 """
+#: A response of owner "" (stored before owners) is every key's; any other, its owner's only.
+_OWNED = "owner IN (?, '')"
 
 
 class SQLiteResponseStore:
@@ -71,6 +76,9 @@ class SQLiteResponseStore:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+            if "owner" not in columns:  # a database of an earlier version
+                db.execute("ALTER TABLE responses ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
             self._db = db
             self._bytes = self._total(db)
         return self._db
@@ -140,8 +148,9 @@ class SQLiteResponseStore:
                     self._bytes -= int(previous[0])
                 self._evict(db, size)
                 db.execute(
-                    "INSERT INTO responses (id, created_at, size, body) VALUES (?, ?, ?, ?)",
-                    (stored.id, stored.created_at, size, body),
+                    "INSERT INTO responses (id, created_at, size, body, owner) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (stored.id, stored.created_at, size, body, stored.owner),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -152,27 +161,34 @@ class SQLiteResponseStore:
 
         await self._run(write)
 
-    async def get(self, response_id: str) -> StoredResponse | None:
-        def read(db: sqlite3.Connection) -> tuple[float, str] | None:
+    async def get(self, response_id: str, owner: str) -> StoredResponse | None:
+        def read(db: sqlite3.Connection) -> tuple[float, str, str] | None:
             row = db.execute(
-                "SELECT created_at, body FROM responses WHERE id = ? AND created_at >= ?",
-                (response_id, self._oldest_kept()),
+                "SELECT created_at, body, owner FROM responses "
+                f"WHERE id = ? AND created_at >= ? AND {_OWNED}",
+                (response_id, self._oldest_kept(), owner),
             ).fetchone()
-            return None if row is None else (float(row[0]), str(row[1]))
+            return None if row is None else (float(row[0]), str(row[1]), str(row[2]))
 
         found = await self._run(read)
         if found is None:
             return None
-        created_at, body = found
+        created_at, body, stored_owner = found
         data = json.loads(body)
         return StoredResponse(
-            response_id, created_at, data["response"], data["input_items"], data["conversation"]
+            response_id,
+            created_at,
+            data["response"],
+            data["input_items"],
+            data["conversation"],
+            stored_owner,
         )
 
-    async def delete(self, response_id: str) -> bool:
+    async def delete(self, response_id: str, owner: str) -> bool:
         def remove(db: sqlite3.Connection) -> bool:
             row = db.execute(
-                "SELECT size, created_at FROM responses WHERE id = ?", (response_id,)
+                f"SELECT size, created_at FROM responses WHERE id = ? AND {_OWNED}",
+                (response_id, owner),
             ).fetchone()
             if row is None:
                 return False

@@ -60,10 +60,13 @@ def test_metrics_follow_traffic(
 
     assert delta("opencode_openai_requests_total", route="/v1/chat/completions", status="200") == 2
     assert delta("opencode_openai_requests_total", route="/v1/chat/completions", status="502") == 1
-    assert delta("opencode_openai_tokens_total", kind="prompt") == 22
-    assert delta("opencode_openai_tokens_total", kind="completion") == 14
+    by_key = {"key": "api-key-1", "model": "fake/fake-model"}
+    assert delta("opencode_openai_tokens_total", kind="prompt", **by_key) == 22
+    assert delta("opencode_openai_tokens_total", kind="completion", **by_key) == 14
+    assert delta("opencode_openai_key_requests_total", status="200", **by_key) == 2
+    assert delta("opencode_openai_key_requests_total", status="502", **by_key) == 1
     assert delta("opencode_openai_time_to_first_token_seconds_count") == 2
-    assert delta("opencode_openai_turn_errors_total", type="upstream_error") == 1
+    assert delta("opencode_openai_turn_errors_total", type="upstream_error", **by_key) == 1
     assert (
         delta("opencode_openai_request_duration_seconds_count", route="/v1/chat/completions") == 3
     )

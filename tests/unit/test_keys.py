@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from opencode_openai.core.keys import ApiKey, find_key, hash_key, new_key, unlimited_key
 from opencode_openai.core.settings import GatewayConfig, Secret
@@ -51,3 +54,26 @@ def test_flag_keys_are_unlimited_keys_named_in_order() -> None:
         unlimited_key("api-key-2", "two"),
     )
     assert not any(key.limited or key.models for key in config.accepted_keys)
+
+
+def test_find_key_compares_a_token_with_every_key_the_same_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Constant time by structure: whatever the token (right, wrong, half right, short), every
+    key's hash is compared, in the same order, with `hmac.compare_digest`, on digests of one
+    length. So no early exit and no length says how much of a wrong key was right."""
+    secrets_ = [new_key() for _ in range(5)]
+    keys = tuple(ApiKey(f"k{i}", hash_key(secret)) for i, secret in enumerate(secrets_))
+    calls: list[tuple[int, int, str]] = []
+    real = hmac.compare_digest
+
+    def counted(a: bytes, b: bytes) -> bool:
+        calls.append((len(a), len(b), next(k.name for k in keys if k.digest.encode() == b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counted)
+    right = secrets_[0]
+    for token in (right, right[:-1] + "x", right[: len(right) // 2], "x", secrets_[4], ""):
+        calls.clear()
+        find_key(token, keys)
+        assert calls == [(71, 71, f"k{i}") for i in range(5)], token

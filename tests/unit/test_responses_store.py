@@ -19,6 +19,9 @@ class Clock:
         return self.now
 
 
+OWNER = "alice"
+
+
 def stored(response_id: str, created_at: float, text: str = "x") -> StoredResponse:
     return StoredResponse(
         response_id,
@@ -26,6 +29,7 @@ def stored(response_id: str, created_at: float, text: str = "x") -> StoredRespon
         {"id": response_id, "output": [{"text": text}]},
         [{"type": "message", "id": f"msg_{response_id}"}],
         [{"type": "message", "id": f"msg_{response_id}"}, {"text": text}],
+        OWNER,
     )
 
 
@@ -34,14 +38,14 @@ async def test_put_get_delete_and_reopen(tmp_path: Path) -> None:
     store = SQLiteResponseStore(path, max_age_s=3600, max_bytes=10**6)
     first = stored("resp_1", time.time(), "é ✓")
     await store.put(first)
-    assert await store.get("resp_1") == first
-    assert await store.get("resp_none") is None
+    assert await store.get("resp_1", OWNER) == first
+    assert await store.get("resp_none", OWNER) is None
     await store.close()
     again = SQLiteResponseStore(path, max_age_s=3600, max_bytes=10**6)
-    assert await again.get("resp_1") == first  # on disk, across a restart
-    assert await again.delete("resp_1") is True
-    assert await again.delete("resp_1") is False
-    assert await again.get("resp_1") is None
+    assert await again.get("resp_1", OWNER) == first  # on disk, across a restart
+    assert await again.delete("resp_1", OWNER) is True
+    assert await again.delete("resp_1", OWNER) is False
+    assert await again.get("resp_1", OWNER) is None
     await again.close()
 
 
@@ -51,7 +55,7 @@ async def test_expired_responses_are_gone_and_deleted_at_the_next_write(tmp_path
     store = SQLiteResponseStore(path, max_age_s=60, max_bytes=10**6, clock=clock)
     await store.put(stored("old", clock.now))
     clock.now += 61
-    assert await store.get("old") is None
+    assert await store.get("old", OWNER) is None
     await store.put(stored("new", clock.now))
     await store.close()
     with sqlite3.connect(path) as db:
@@ -72,10 +76,10 @@ async def test_past_the_size_bound_the_oldest_go(tmp_path: Path) -> None:
     for i in range(5):
         clock.now += 1
         await store.put(stored(f"r{i}", clock.now, "a" * 1000))
-    kept = [i for i in range(5) if await store.get(f"r{i}") is not None]
+    kept = [i for i in range(5) if await store.get(f"r{i}", OWNER) is not None]
     assert kept == [2, 3, 4]
     await store.put(stored("huge", clock.now, "b" * (4 * one)))  # larger than the bound
-    assert await store.get("huge") is None and await store.get("r4") is not None
+    assert await store.get("huge", OWNER) is None and await store.get("r4", OWNER) is not None
     await store.close()
 
 
@@ -83,11 +87,11 @@ async def test_concurrent_requests_are_safe(tmp_path: Path) -> None:
     store = SQLiteResponseStore(tmp_path / "r.sqlite3", max_age_s=3600, max_bytes=10**7)
     created = time.time()
     await asyncio.gather(*(store.put(stored(f"r{i}", created, str(i))) for i in range(100)))
-    found = await asyncio.gather(*(store.get(f"r{i}") for i in range(100)))
+    found = await asyncio.gather(*(store.get(f"r{i}", OWNER) for i in range(100)))
     assert [f.response["output"][0]["text"] for f in found if f] == [str(i) for i in range(100)]
-    deleted = await asyncio.gather(*(store.delete(f"r{i}") for i in range(0, 100, 2)))
+    deleted = await asyncio.gather(*(store.delete(f"r{i}", OWNER) for i in range(0, 100, 2)))
     assert all(deleted)
-    assert sum([await store.get(f"r{i}") is not None for i in range(100)]) == 50
+    assert sum([await store.get(f"r{i}", OWNER) is not None for i in range(100)]) == 50
     await store.close()
 
 
@@ -98,3 +102,37 @@ def test_open_store_puts_it_in_the_state_dir_unless_told(tmp_path: Path) -> None
     assert store.path == tmp_path / "responses.sqlite3" and store.max_bytes == 5 * 1024 * 1024
     other = open_store(GatewayConfig(state_dir=tmp_path, response_store_file=tmp_path / "x.db"))
     assert isinstance(other, SQLiteResponseStore) and other.path == tmp_path / "x.db"
+
+
+async def test_a_response_is_its_owners_only(tmp_path: Path) -> None:
+    store = SQLiteResponseStore(tmp_path / "r.sqlite3", max_age_s=3600, max_bytes=10**6)
+    mine = stored("resp_mine", time.time())
+    await store.put(mine)
+    assert await store.get("resp_mine", "bob") is None
+    assert await store.delete("resp_mine", "bob") is False
+    assert await store.get("resp_mine", OWNER) == mine  # bob's delete left it
+    assert await store.delete("resp_mine", OWNER) is True
+    await store.close()
+
+
+async def test_a_database_from_before_owners_gets_the_column(tmp_path: Path) -> None:
+    """An earlier version's table has no owner: its rows stay every key's, new rows have one."""
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE responses (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
+        "size INTEGER NOT NULL, body TEXT NOT NULL);"
+    )
+    body = '{"response": {"id": "resp_old"}, "input_items": [], "conversation": []}'
+    old.execute(
+        "INSERT INTO responses VALUES (?, ?, ?, ?)", ("resp_old", time.time(), len(body), body)
+    )
+    old.commit()
+    old.close()
+    store = SQLiteResponseStore(path, max_age_s=3600, max_bytes=10**6)
+    found = await store.get("resp_old", "anyone")
+    assert found is not None and found.owner == "" and found.response == {"id": "resp_old"}
+    await store.put(stored("resp_new", time.time()))
+    assert await store.get("resp_new", "anyone") is None
+    assert await store.get("resp_new", OWNER) is not None
+    await store.close()
