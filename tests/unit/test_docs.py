@@ -200,7 +200,9 @@ def test_readme_says_what_it_is_then_the_two_commands() -> None:
     lines = README.read_text().splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines; the manual belongs in docs/"
     assert lines[0] == "# opencode-openai"
-    assert lines[2].startswith("An OpenAI-compatible HTTP API")
+    intro = " ".join(lines[2 : lines.index("", 2)])  # the first paragraph says what it is
+    for route in ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/models"):
+        assert f"`{route}`" in intro, route
     top = "\n".join(lines[:25])
     assert "## The two commands" in top
     assert re.search(r"^scripts/serve\s+#", top, re.MULTILINE)
