@@ -64,14 +64,14 @@ def _add(parser: argparse.ArgumentParser, setting: Setting) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opencode-openai",
-        description="An OpenAI-compatible API for every model an OpenCode server can reach.",
+        description="OpenAI's and Anthropic's APIs for every model an OpenCode server can reach.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "server-openai",
-        help="serve the OpenAI API (/v1/chat/completions, /v1/models)",
-        description="Serve the OpenAI API in front of OpenCode. Every option also reads the "
-        "environment variables named in its help; the option wins.",
+        help="serve the API (/v1/chat/completions, /v1/responses, /v1/messages, /v1/models)",
+        description="Serve OpenAI's and Anthropic's APIs in front of OpenCode. Every option also "
+        "reads the environment variables named in its help; the option wins.",
     )
     for setting in settings():
         if setting.flags:
