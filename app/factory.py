@@ -173,7 +173,11 @@ def create_app(
             response_store = open_store(config)
             loop = asyncio.get_running_loop()
             if reread is not None:
-                loop.add_signal_handler(signal.SIGHUP, live.reload, reread)
+
+                def apply(new: GatewayConfig) -> None:
+                    backend.use_aliases(new.model_aliases)
+
+                loop.add_signal_handler(signal.SIGHUP, live.reload, reread, apply)
             try:
                 # Each request's `config` is the live one of its arrival (SnapshotConfig).
                 yield {

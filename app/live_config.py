@@ -3,9 +3,10 @@
 Each request takes the config of its arrival into its own state (`SnapshotConfig`), so a
 request in flight, a stream included, keeps the settings it started with to its end. What a
 reload changes: the keys (their models, limits and expiry), `--timeout` and
-`--max-tokens-over-limit`, read per request. The rest (the address, OpenCode's processes, the
-aliases the catalog was built with, the stores and logs) is built once at start-up: a
-reloaded file that changes one of them is logged as needing a restart, and keeps the old value.
+`--max-tokens-over-limit`, read per request, and the model aliases, which `apply` hands to the
+backend's catalogs (and which it may refuse). The rest (the address, OpenCode's processes, the
+stores and logs) is built once at start-up: a reloaded file that changes one of them is logged
+as needing a restart, and keeps the old value.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ __all__ = ["RELOADABLE", "LiveConfig", "SnapshotConfig"]
 log = logging.getLogger("opencode_openai.reload")
 
 #: The settings a reload changes for new requests.
-RELOADABLE = frozenset({"api_keys", "api_key_file", "keys", "timeout_s", "max_tokens_over_limit"})
+RELOADABLE = frozenset(
+    {"api_keys", "api_key_file", "keys", "timeout_s", "max_tokens_over_limit", "model_aliases"}
+)
 
 
 class LiveConfig:
@@ -33,13 +36,20 @@ class LiveConfig:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
 
-    def reload(self, read: Callable[[], GatewayConfig]) -> bool:
+    def reload(
+        self,
+        read: Callable[[], GatewayConfig],
+        apply: Callable[[GatewayConfig], None] | None = None,
+    ) -> bool:
         """Read the settings again; apply the reloadable ones, or refuse a file that does not
-        validate (the old settings stay). Whether the new ones were applied."""
+        validate, or that `apply` refuses (SettingsError): the old settings then stay. Whether
+        the new ones were applied."""
         old = self.config
         try:
             fresh = read()
             new = dataclasses.replace(old, **{name: getattr(fresh, name) for name in RELOADABLE})
+            if apply is not None:
+                apply(new)
         except SettingsError as exc:
             log.error("reload refused, the old settings stay: %s", exc)
             return False

@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from opencode_openai.core.models import (
-    DEFAULT_ALIAS,
     MODALITIES,
     CatalogModel,
     ModelCatalog,
     ModelRef,
 )
 
-__all__ = ["catalog_from_opencode"]
+__all__ = ["catalog_from_opencode", "unknown_aliases_complaint"]
 
 
 def catalog_from_opencode(
@@ -44,8 +43,17 @@ def catalog_from_opencode(
                 output_modalities=outputs,
             )
     default = _default_model(models, providers, config)
-    named = {DEFAULT_ALIAS: default.id} if default is not None else {}
-    return ModelCatalog(models=models, aliases={**named, **dict(aliases)})
+    catalog = ModelCatalog(models=models, opencode_default=default.id if default else None)
+    return catalog.with_aliases(aliases)
+
+
+def unknown_aliases_complaint(unknown: dict[str, str]) -> str:
+    """What start-up and a reload say of aliases that name no model OpenCode offers."""
+    named = ", ".join(f"{name}={target}" for name, target in unknown.items())
+    return (
+        f"--model-alias names a model OpenCode does not offer: {named} (GET /v1/models lists "
+        "the models; fix the alias or OpenCode's providers)"
+    )
 
 
 def _modalities(flags: Any) -> tuple[str, ...]:

@@ -18,11 +18,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from opencode_openai.backend.catalog import unknown_aliases_complaint
 from opencode_openai.backend.worker import OpenCodeWorker, WorkerState
-from opencode_openai.core.errors import BackendUnavailable
+from opencode_openai.core.errors import BackendUnavailable, SettingsError
 from opencode_openai.core.models import ModelCatalog
 from opencode_openai.core.plan import TurnPlan
 from opencode_openai.core.settings import GatewayConfig
@@ -107,6 +108,17 @@ class OpenCodeBackend:
     def catalog(self) -> ModelCatalog:
         ready = [w for w in self.workers if w.state is WorkerState.READY]
         return (ready or self.workers)[0].catalog
+
+    def use_aliases(self, aliases: Sequence[tuple[str, str]]) -> None:
+        """New aliases for every worker (a reload), or none: SettingsError when one names a
+        model that a worker's OpenCode does not offer."""
+        for worker in self.workers:
+            if worker.catalog.models:  # a worker still starting checks them itself
+                unknown = worker.catalog.with_aliases(aliases).unknown_aliases()
+                if unknown:
+                    raise SettingsError(unknown_aliases_complaint(unknown))
+        for worker in self.workers:
+            worker.use_aliases(aliases)
 
     @property
     def misconfigured(self) -> bool:

@@ -28,19 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import signal
 import time
 from collections import OrderedDict, deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
 from opencode_openai.backend._tasks import BackgroundTasks
-from opencode_openai.backend.catalog import catalog_from_opencode
+from opencode_openai.backend.catalog import catalog_from_opencode, unknown_aliases_complaint
 from opencode_openai.backend.client import connection_pool
 from opencode_openai.backend.instance import WorkspaceInstance
 from opencode_openai.backend.limiter import TurnLimiter
@@ -430,11 +431,7 @@ class OpenCodeWorker:
         self.catalog = catalog_from_opencode(providers, opencode_config, self.config.model_aliases)
         unknown = self.catalog.unknown_aliases()
         if unknown:
-            named = ", ".join(f"{name}={target}" for name, target in unknown.items())
-            raise Misconfigured(
-                f"--model-alias names a model OpenCode does not offer: {named} (GET /v1/models "
-                "lists the models; fix the alias or OpenCode's providers)"
-            )
+            raise Misconfigured(unknown_aliases_complaint(unknown))
         await self._check_agent(self.main)
 
     @staticmethod
@@ -518,6 +515,11 @@ class OpenCodeWorker:
         if due:
             self.draining = True
             self._recycle_asked.set()
+
+    def use_aliases(self, aliases: Sequence[tuple[str, str]]) -> None:
+        """Name the catalog by new aliases (a reload); a restart of OpenCode reads them too."""
+        self.config = dataclasses.replace(self.config, model_aliases=tuple(aliases))
+        self.catalog = self.catalog.with_aliases(aliases)
 
     def health(self) -> dict[str, Any]:
         instances = self._instances()

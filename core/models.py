@@ -6,7 +6,7 @@ requested id, and to know a model's limits and inputs) and by the models handler
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from opencode_openai.core.errors import InvalidRequest
@@ -80,6 +80,14 @@ class ModelCatalog:
     #: Alias name -> the `provider/model` id it stands for, in the order they are listed.
     aliases: dict[str, str] = field(default_factory=dict)
     allows: Callable[[str], bool] = _every_name
+    #: OpenCode's own default model, which `opencode/default` names unless an alias renames it.
+    opencode_default: str | None = None
+
+    def with_aliases(self, configured: Sequence[tuple[str, str]]) -> ModelCatalog:
+        """The catalog named by `opencode/default` and then the `configured` aliases (start-up,
+        and a reload that changes them)."""
+        named = {DEFAULT_ALIAS: self.opencode_default} if self.opencode_default else {}
+        return replace(self, aliases={**named, **dict(configured)})
 
     def visible_to(self, allows: Callable[[str], bool]) -> ModelCatalog:
         """The catalog as a client that may use only the names `allows` accepts sees it."""

@@ -142,3 +142,45 @@ def test_a_file_that_does_not_validate_is_refused_and_the_old_settings_stay(
     FakeUpstream.wait_for(lambda: running.status(BOB) == 200, timeout=10)
     assert "port changed; it takes effect after a restart" in running.log.read_text()
     assert running.status(ALICE) == 401
+
+
+def aliases_file(port: int, **aliases: str) -> str:
+    """Alice's key with every model, and `aliases`: a reload may rename the models."""
+    table = "".join(f'{name} = "{target}"\n' for name, target in aliases.items())
+    return (
+        f"port = {port}\n\n[aliases]\n{table}\n"
+        f'[[keys]]\nname = "alice"\nkey = "{hash_key(ALICE)}"\n'
+    )
+
+
+def test_sighup_renames_models_and_refuses_an_alias_to_no_model(
+    running: Running, fake_upstream: FakeUpstream, marker: str
+) -> None:
+    port = int(running.url.rsplit(":", 1)[1])
+    headers = {"Authorization": f"Bearer {ALICE}"}
+
+    def listed() -> list[str]:
+        models = httpx.get(f"{running.url}/v1/models", headers=headers, timeout=10).json()
+        return [model["id"] for model in models["data"]]
+
+    running.reload(aliases_file(port, quick=MODEL))
+    FakeUpstream.wait_for(lambda: "quick" in listed(), timeout=10)
+    fake_upstream.script(marker, fu.text("renamed"))
+    answer = httpx.post(
+        f"{running.url}/v1/chat/completions",
+        json={"model": "quick", "messages": [{"role": "user", "content": marker}]},
+        headers=headers,
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "renamed"
+    assert answer.headers["x-opencode-model"] == MODEL
+
+    # An alias to a model OpenCode does not offer: the whole reload is refused.
+    running.reload(aliases_file(port, quick=MODEL, ghost="nowhere/no-model"))
+    FakeUpstream.wait_for(lambda: "reload refused" in running.log.read_text(), timeout=10)
+    assert "names a model OpenCode does not offer: ghost=nowhere/no-model" in (
+        running.log.read_text()
+    )
+    names = listed()
+    assert "quick" in names and "ghost" not in names

@@ -51,3 +51,21 @@ def test_a_reload_that_leaves_a_public_host_without_keys_is_refused() -> None:
 
 def test_reloadable_names_are_settings() -> None:
     assert {setting.name for setting in settings()} >= RELOADABLE
+
+
+def test_aliases_reload_through_apply_which_may_refuse_them() -> None:
+    live = LiveConfig(GatewayConfig(model_aliases=(("fast", "fake/fake-model"),)))
+    applied: list[tuple[tuple[str, str], ...]] = []
+    assert live.reload(
+        lambda: GatewayConfig(model_aliases=(("quick", "fake/fake-model"),)),
+        lambda new: applied.append(new.model_aliases),
+    )
+    assert applied == [(("quick", "fake/fake-model"),)]
+    assert live.config.model_aliases == (("quick", "fake/fake-model"),)
+
+    def refuse(new: GatewayConfig) -> None:
+        raise SettingsError("--model-alias names a model OpenCode does not offer: x=no/such")
+
+    kept = live.config
+    assert not live.reload(lambda: GatewayConfig(model_aliases=(("x", "no/such"),)), refuse)
+    assert live.config is kept

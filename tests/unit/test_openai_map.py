@@ -78,6 +78,17 @@ def test_catalog_ids_alias_and_created() -> None:
     assert CATALOG.models["p/text"].created == 0
 
 
+def test_new_aliases_replace_the_configured_ones_and_keep_opencode_default() -> None:
+    first = catalog_from_opencode(PROVIDERS, {}, (("fast", "p/text"),))
+    again = first.with_aliases((("eyes", "p/vision"),))
+    assert again.aliases == {"opencode/default": "p/text", "eyes": "p/vision"}
+    assert again.resolve("fast") is None and again.resolve("eyes") is again.models["p/vision"]
+    renamed = first.with_aliases((("opencode/default", "p/vision"),))
+    assert renamed.resolve("opencode/default") is renamed.models["p/vision"]
+    assert renamed.with_aliases(()).aliases["opencode/default"] == "p/text"
+    assert first.with_aliases((("ghost", "q/none"),)).unknown_aliases() == {"ghost": "q/none"}
+
+
 def test_unknown_model() -> None:
     with pytest.raises(ModelNotFound):
         plan(model="q/none")
