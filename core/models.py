@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from opencode_openai.core.errors import InvalidRequest
+from opencode_openai.core.errors import InvalidRequest, ModelNotFound
 
 __all__ = ["DEFAULT_ALIAS", "MODALITIES", "CatalogModel", "ModelCatalog", "ModelRef"]
 
@@ -104,6 +104,13 @@ class ModelCatalog:
         if not self.allows(model):
             return None
         return self.models.get(self.aliases.get(model, model))
+
+    def require(self, model: str) -> CatalogModel:
+        """`resolve`, or OpenAI's 404 `model_not_found` for a name it does not resolve."""
+        entry = self.resolve(model)
+        if entry is None:
+            raise ModelNotFound(model)
+        return entry
 
     def ids(self) -> list[str]:
         """The models' ids, then the aliases whose model is here (those it allows)."""

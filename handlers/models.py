@@ -7,7 +7,6 @@ from typing import Any
 
 from connexion import request
 
-from opencode_openai.core.errors import ModelNotFound
 from opencode_openai.core.models import DEFAULT_ALIAS, CatalogModel, ModelCatalog
 from opencode_openai.handlers._turn import JSON, catalog
 from opencode_openai.protocols.anthropic import model_info, model_page
@@ -71,9 +70,7 @@ async def list_models() -> Any:
 
 async def retrieve_model(model: str) -> Any:
     models = catalog()
-    entry = models.resolve(model)
-    if entry is None:
-        raise ModelNotFound(model)
+    entry = models.require(model)
     if _anthropic_client():
         return model_info(model, entry), 200, JSON
     return _model(model, entry, models), 200, JSON

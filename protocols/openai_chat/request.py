@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opencode_openai.core.errors import InvalidRequest, ModelNotFound
+from opencode_openai.core.errors import InvalidRequest
 from opencode_openai.core.models import CatalogModel, ModelCatalog
 from opencode_openai.core.plan import ClientTool, ForcedTool, OutputFormat, Sampling, TurnPlan
 from opencode_openai.protocols.openai_chat.messages import conversation
@@ -36,7 +36,7 @@ class RequestOptions:
 def plan_from_request(
     body: dict[str, Any], catalog: ModelCatalog, *, clamp_max_tokens: bool = True
 ) -> tuple[TurnPlan, RequestOptions]:
-    model = _resolve_model(body["model"], catalog)
+    model = catalog.require(body["model"])
     tools = _tools(body.get("tools"), body.get("tool_choice"))
     tool_choice = _forced_tool(body.get("tool_choice"), tools)
     system, messages = conversation(body["messages"], model)
@@ -52,13 +52,6 @@ def plan_from_request(
     stream = bool(body.get("stream"))
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
     return plan, RequestOptions(model=model.ref.id, stream=stream, include_usage=include_usage)
-
-
-def _resolve_model(requested: str, catalog: ModelCatalog) -> CatalogModel:
-    model = catalog.resolve(requested)
-    if model is None:
-        raise ModelNotFound(requested)
-    return model
 
 
 def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> tuple[ClientTool, ...]:

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opencode_openai.core.errors import ModelNotFound
 from opencode_openai.core.models import CatalogModel, ModelCatalog
 from opencode_openai.core.plan import OutputFormat, Sampling, TurnPlan, UserMessage
 from opencode_openai.protocols.openai_responses.items import conversation, input_items
@@ -56,7 +55,7 @@ def plan_from_request(
     history: Sequence[dict[str, Any]] = (),
     clamp_max_tokens: bool = True,
 ) -> tuple[TurnPlan, ResponseOptions]:
-    model = _resolve_model(body["model"], catalog)
+    model = catalog.require(body["model"])
     tools = offered_tools(body.get("tools"), body.get("tool_choice"))
     items = input_items(body.get("input"))
     system, messages = conversation([*history, *items], model, first_index=len(history))
@@ -88,13 +87,6 @@ def plan_from_request(
         echo=_echo(body, plan),
     )
     return plan, options
-
-
-def _resolve_model(requested: str, catalog: ModelCatalog) -> CatalogModel:
-    model = catalog.resolve(requested)
-    if model is None:
-        raise ModelNotFound(requested)
-    return model
 
 
 def _output_format(text_format: dict[str, Any] | None) -> OutputFormat | None:
