@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ import pytest
 from tests.clients._support import MODEL, ROOT
 from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, GatewayServer, free_port
+from tests.support.nginx import Nginx, need, self_signed_certificate, substitute
 
 DEPLOY = ROOT / "deploy"
 NGINX_SITE = DEPLOY / "nginx" / "opencode-openai.conf"
@@ -32,99 +31,22 @@ UNIT = DEPLOY / "systemd" / "opencode-openai.service"
 DOCKERFILE = DEPLOY / "Dockerfile"
 
 
-def need(program: str, *fallbacks: str) -> str:
-    """The path of `program`; a skip where it is missing, but a failure in CI."""
-    found = shutil.which(program) or next((p for p in fallbacks if os.access(p, os.X_OK)), None)
-    if found:
-        return found
-    reason = (
-        f"{program} is not installed (scripts/install installs it as root where apt-get exists)"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run this test")
-    pytest.skip(reason)
-
-
-def substitute(text: str, pattern: str, replacement: str) -> str:
-    """Replace the one line that matches `pattern`; the test fails if deploy/ no longer has it."""
-    new, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
-    assert count == 1, f"{pattern!r} matched {count} lines of {NGINX_SITE.name}"
-    return new
-
-
-class Nginx:
-    def __init__(self, gateway_port: int, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.cert = workdir / "cert.pem"
-        key = workdir / "key.pem"
-        openssl = need("openssl")
-        subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", str(key), "-out", str(self.cert), "-days", "1",
-             "-subj", "/CN=localhost",
-             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        site = NGINX_SITE.read_text()
-        site = substitute(
-            site, r"^(\s*server) 127\.0\.0\.1:4040;", rf"\1 127.0.0.1:{gateway_port};"
-        )
-        site = substitute(site, r"^(\s*listen) 443 ssl;", rf"\1 127.0.0.1:{self.port} ssl;")
-        site = substitute(site, r"^(\s*ssl_certificate)\s+\S+;", rf"\1 {self.cert};")
-        site = substitute(site, r"^(\s*ssl_certificate_key)\s+\S+;", rf"\1 {key};")
-        (workdir / "site.conf").write_text(site)
-        temp = workdir / "temp"
-        (workdir / "nginx.conf").write_text(
-            f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\n"
-            f"error_log {workdir}/error.log warn;\n"
-            "events { worker_connections 64; }\n"
-            f"http {{\n  access_log {workdir}/access.log;\n"
-            + "".join(f"  {kind}_temp_path {temp}/{kind};\n"
-                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-            + f"  include {workdir}/site.conf;\n}}\n"
-        )  # fmt: skip
-        temp.mkdir()
-        self.binary = need("nginx", "/usr/sbin/nginx")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def start(self) -> Nginx:
-        conf = str(self.workdir / "nginx.conf")
-        check = subprocess.run(
-            [self.binary, "-t", "-c", conf, "-p", str(self.workdir)], capture_output=True, text=True
-        )
-        assert check.returncode == 0, check.stderr
-        self.process = subprocess.Popen(
-            [self.binary, "-c", conf, "-p", str(self.workdir)], stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(f"{self.url}/health", verify=str(self.cert), timeout=1)
-                return self
-            except httpx.HTTPError as exc:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"nginx did not start: {(self.workdir / 'error.log').read_text()}"
-                    ) from exc
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # nginx: fast shutdown, workers included
-            self.process.wait(10)
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
+def nginx_site(gateway_port: int, port: int, cert: Path, key: Path) -> str:
+    """deploy/nginx/opencode-openai.conf with only its ports and certificate paths changed."""
+    site = NGINX_SITE.read_text()
+    site = substitute(site, r"^(\s*server) 127\.0\.0\.1:4040;", rf"\1 127.0.0.1:{gateway_port};")
+    site = substitute(site, r"^(\s*listen) 443 ssl;", rf"\1 127.0.0.1:{port} ssl;")
+    site = substitute(site, r"^(\s*ssl_certificate)\s+\S+;", rf"\1 {cert};")
+    return substitute(site, r"^(\s*ssl_certificate_key)\s+\S+;", rf"\1 {key};")
 
 
 @pytest.fixture(scope="module")
 def nginx(gateway: GatewayServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    server = Nginx(gateway.config.port, tmp_path_factory.mktemp("nginx")).start()
+    workdir = tmp_path_factory.mktemp("nginx")
+    cert, key = self_signed_certificate(workdir)
+    port = free_port()
+    site = nginx_site(gateway.config.port, port, cert, key)
+    server = Nginx(site, workdir, port=port, cert=cert, worker_connections=64).start()
     yield server
     server.stop()
 
