@@ -90,24 +90,17 @@ class Nginx:
         return f"https://127.0.0.1:{self.port}"
 
     @property
-    def signal_command(self) -> list[str]:
-        """`nginx -s SIGNAL` for this instance: append the signal (`reload`, `quit`)."""
-        return [self.binary, "-c", str(self.conf), "-p", str(self.workdir), "-s"]
+    def command(self) -> list[str]:
+        """nginx for this instance (`-s reload` after it signals this master)."""
+        return [self.binary, "-c", str(self.conf), "-p", str(self.workdir)]
 
     def check(self) -> None:
-        result = subprocess.run(
-            [self.binary, "-t", "-c", str(self.conf), "-p", str(self.workdir)],
-            capture_output=True,
-            text=True,
-        )
+        result = subprocess.run([*self.command, "-t"], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 
     def start(self, timeout: float = 10.0) -> Nginx:
         self.check()
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(self.conf), "-p", str(self.workdir)],
-            stderr=subprocess.DEVNULL,
-        )
+        self.process = subprocess.Popen(self.command, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
             try:
