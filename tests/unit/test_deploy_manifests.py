@@ -48,10 +48,6 @@ NGINX_REPLICAS = ROOT / "deploy" / "nginx" / "replicas.conf"
 #: are meant for, and the newest that kubernetes-validate (pinned in pyproject.toml) bundles.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 
-#: Environment variables of the manifests that are not (yet) settings of this checkout:
-#: `--store` (issue 19's shared store) is being added beside this change.
-PENDING_SETTINGS = {"OPENCODE_OPENAI_STORE"}
-
 #: What the sizing rule of deployment.yaml allows the gateway itself (its RSS stays under the
 #: benchmark's bound of 150 MB), and each OpenCode worker at first (about 400 MB), and above
 #: --recycle-rss-mb while it waits for its next check (every 50 turns).
@@ -284,13 +280,14 @@ def test_the_gateway_accepts_the_pods_configuration(tmp_path: Path) -> None:
     Deployment's env, the ConfigMap's file and the Secret's key file (with a key put in)."""
     c = container(gateway(), "gateway")
     known = {variable for setting in settings() for variable in setting.env}
-    assert set(env(c)) - known <= PENDING_SETTINGS, "a variable that no setting reads"
+    assert set(env(c)) <= known, "a variable that no setting reads"
     environ = pod_environment(tmp_path, "sk-" + "k" * 43 + "\n")
     config = gateway_config_of(environ, image_arguments())
     assert config.port == port_number(c, "http")
     assert config.shutdown_grace_s == float(env(c)["OPENCODE_OPENAI_SHUTDOWN_GRACE"])
     assert config.opencode_workers == int(env(c)["OPENCODE_OPENAI_OPENCODE_WORKERS"])
     assert config.timeout_s > 0 and len(config.api_keys) == 1
+    assert config.shared_store and config.store.reveal() == env(c)["OPENCODE_OPENAI_STORE"]
 
 
 def test_the_shipped_key_secret_holds_no_key(tmp_path: Path) -> None:
