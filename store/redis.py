@@ -7,10 +7,10 @@ Redis however many replicas run it at once, and costs one round trip.
 
 Keys (under the prefix, `opencode-openai` unless `--store-prefix` says otherwise):
 
-- `P:resp:ID`, a hash: the response's JSON (`body`), `owner`, `created_at`, `size`; it expires
+- `P:resp:ID`, a hash: the response's JSON (`body`), `owner`, `created_at`; it expires
   (Redis's own TTL) when the response's age passes `max_age_s`.
-- `P:resp-age`, a sorted set of response ids by creation time, and `P:resp-bytes`, the size of
-  them all: past `max_bytes`, the oldest go, as in SQLite.
+- `P:resp-age`, a sorted set of response ids by creation time, `P:resp-size`, each one's size,
+  and `P:resp-bytes`, the size of them all: past `max_bytes`, the oldest go, as in SQLite.
 - `P:limits:NAME:admitted` (admission times), `:charged` (tokens of finished turns) and
   `:running` (turns running, each by its ticket): sorted sets by time. A turn whose replica
   died without finishing it stops counting as running once `turn_lease_s` has passed.
@@ -76,14 +76,15 @@ async def _call(work: Awaitable[T]) -> T:
 
 # -- stored responses ------------------------------------------------------------------------
 
-# Drops what expired from the age index, then the oldest until `room` bytes fit.
-# KEYS: age, bytes. ARGV: prefix, cutoff, room, max_bytes.
+# Drops what expired from the age index, then the oldest until `room` bytes fit. The sizes are
+# kept apart from the responses (which Redis may already have expired) so the total stays right.
+# KEYS: age, bytes, (the response), sizes. ARGV: prefix, cutoff, room, max_bytes.
 _MAKE_ROOM = """
 local function forget(id)
-  local key = ARGV[1] .. ':resp:' .. id
-  local size = tonumber(redis.call('HGET', key, 'size') or '0') or 0
-  redis.call('DEL', key)
+  local size = tonumber(redis.call('HGET', KEYS[4], id) or '0') or 0
+  redis.call('DEL', ARGV[1] .. ':resp:' .. id)
   redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[4], id)
   redis.call('DECRBY', KEYS[2], size)
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])) do
@@ -97,35 +98,38 @@ while tonumber(redis.call('GET', KEYS[2]) or '0') + room > max do
 end
 """
 
-# KEYS: age, bytes, the response. ARGV: prefix, cutoff, size, max_bytes, id, body, owner,
-# created_at, ttl_ms.
+# KEYS: age, bytes, the response, sizes. ARGV: prefix, cutoff, size, max_bytes, id, body,
+# owner, created_at, ttl_ms.
 _PUT = (
     """
-local previous = redis.call('HGET', KEYS[3], 'size')
+local previous = redis.call('HGET', KEYS[4], ARGV[5])
 if previous then
   redis.call('DECRBY', KEYS[2], previous)
   redis.call('DEL', KEYS[3])
   redis.call('ZREM', KEYS[1], ARGV[5])
+  redis.call('HDEL', KEYS[4], ARGV[5])
 end
 """
     + _MAKE_ROOM
     + """
-redis.call('HSET', KEYS[3], 'body', ARGV[6], 'owner', ARGV[7], 'created_at', ARGV[8],
-           'size', ARGV[3])
+redis.call('HSET', KEYS[3], 'body', ARGV[6], 'owner', ARGV[7], 'created_at', ARGV[8])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
 redis.call('ZADD', KEYS[1], ARGV[8], ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[5], ARGV[3])
 redis.call('INCRBY', KEYS[2], ARGV[3])
 """
 )
 
-# KEYS: age, bytes, the response. ARGV: id, owner, cutoff. 1 when a live one was deleted.
+# KEYS: age, bytes, the response, sizes. ARGV: id, owner, cutoff. 1 when a live one was
+# deleted.
 _DELETE = """
-local found = redis.call('HMGET', KEYS[3], 'owner', 'size', 'created_at')
+local found = redis.call('HMGET', KEYS[3], 'owner', 'created_at')
 if not found[1] or (found[1] ~= ARGV[2] and found[1] ~= '') then return 0 end
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DECRBY', KEYS[2], found[2])
-if tonumber(found[3]) < tonumber(ARGV[3]) then return 0 end
+redis.call('DECRBY', KEYS[2], redis.call('HGET', KEYS[4], ARGV[1]) or 0)
+redis.call('HDEL', KEYS[4], ARGV[1])
+if tonumber(found[2]) < tonumber(ARGV[3]) then return 0 end
 return 1
 """
 
@@ -149,6 +153,7 @@ class RedisResponseStore:
         self._clock = clock
         self._age = f"{prefix}:resp-age"
         self._bytes = f"{prefix}:resp-bytes"
+        self._sizes = f"{prefix}:resp-size"
         self._put = client.register_script(_PUT)
         self._delete = client.register_script(_DELETE)
 
@@ -189,7 +194,8 @@ class RedisResponseStore:
             repr(stored.created_at),
             ttl_ms,
         ]
-        await _call(self._put(keys=[self._age, self._bytes, self._key(stored.id)], args=args))
+        keys = [self._age, self._bytes, self._key(stored.id), self._sizes]
+        await _call(self._put(keys=keys, args=args))
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None:
         found = await _call(
@@ -216,7 +222,7 @@ class RedisResponseStore:
 
     async def delete(self, response_id: str, owner: str) -> bool:
         cutoff = repr(self._clock() - self.max_age_s)
-        keys = [self._age, self._bytes, self._key(response_id)]
+        keys = [self._age, self._bytes, self._key(response_id), self._sizes]
         deleted = await _call(self._delete(keys=keys, args=[response_id, owner, cutoff]))
         return bool(deleted)
 

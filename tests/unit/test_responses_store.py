@@ -208,3 +208,24 @@ async def test_a_database_from_before_owners_gets_the_column(tmp_path: Path) -> 
     assert await store.get("resp_new", "anyone") is None
     assert await store.get("resp_new", OWNER) is not None
     await store.close()
+
+
+async def test_redis_keeps_its_byte_count_when_redis_expired_a_response_first(
+    redis_server: RedisServer,
+) -> None:
+    """Redis drops an expired response itself (its TTL), before the store's next write looks:
+    the store's count of bytes must still lose that response's size, or the bound would
+    shrink for good."""
+    clock, prefix = Clock(), f"test-{uuid.uuid4().hex}"
+    client = connect(redis_server.url)
+    store = RedisResponseStore(client, max_age_s=60, max_bytes=10**6, prefix=prefix, clock=clock)
+    await store.put(stored("early", clock.now, "a" * 500))
+    await store.put(stored("later", clock.now + 30, "b" * 500))
+    await client.delete(f"{prefix}:resp:early")  # as its TTL does, at 60 s
+    clock.now += 61
+    await store.put(stored("new", clock.now, "c" * 500))
+    await store.delete("later", OWNER)
+    sizes = await client.hgetall(f"{prefix}:resp-size")  # type: ignore[misc]
+    assert list(sizes) == ["new"]
+    assert int(await client.get(f"{prefix}:resp-bytes")) == int(sizes["new"]) > 500
+    await store.close()
