@@ -3,8 +3,8 @@ Debian bookworm base made by debootstrap, and the container answers /health and 
 its embedded OpenCode, whose only provider is the session's fake upstream on the host's loopback
 (`--network=host`).
 
-Marked `image` and left out of the default run (pyproject's addopts): cold, the base and the
-image take minutes to build. Run it with `scripts/test-image` (or `pytest -m image`). Where
+Marked `image`: cold, the base and the image take minutes to build. `scripts/test-image` (or
+`pytest -m image`) runs it alone, `-m 'not image'` leaves it out. Where
 podman, debootstrap or root is missing it skips saying so, and fails under CI=true; once they
 are there, a failed build or run fails the test.
 """
