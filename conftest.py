@@ -34,6 +34,7 @@ from tests.support.gateway import (
     gateway_config,
 )
 from tests.support.opencode_turns import OpenCodeTurns
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -131,6 +132,15 @@ def pytest_terminal_summary(
         for line in orphans:
             terminalreporter.line(line)
         terminalreporter.line("(these fail the run: script them, or find which test sent them)")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the run (started by the first test that asks for it); each
+    test that uses it takes a key prefix of its own."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,10 @@ from opencode_openai.core.errors import (
 )
 from opencode_openai.core.keys import ANONYMOUS
 from opencode_openai.core.metrics import GatewayMetrics
-from opencode_openai.core.ratelimit import InProcessLimits
 from opencode_openai.core.settings import GatewayConfig
 from opencode_openai.core.usage import UsageLog
 from opencode_openai.protocols.openai_limits import RATE_HEADERS
-from opencode_openai.store import open_store
+from opencode_openai.store import open_stores
 
 __all__ = ["create_app", "load_spec"]
 
@@ -162,7 +161,7 @@ def create_app(
     read again), SIGHUP reloads the settings that can change while it runs (app/live_config)."""
     live = LiveConfig(config)
     metrics = GatewayMetrics()
-    limits = InProcessLimits()
+    response_store, limits = open_stores(config)
     usage_log = UsageLog(config.usage_log) if config.usage_log else None
 
     @contextlib.asynccontextmanager
@@ -170,7 +169,6 @@ def create_app(
         with hold_state_dir(config.state_dir):
             backend = OpenCodeBackend(config, on_ready=on_ready, on_failed=on_failed)
             backend.start_in_background()
-            response_store = open_store(config)
             loop = asyncio.get_running_loop()
             if reread is not None:
 

@@ -3,7 +3,8 @@ protocol's names (OpenAI's `x-ratelimit-*`, Anthropic's `anthropic-ratelimit-*`)
 
 They say where the key stands when the answer starts: after this request's admission, and,
 for a JSON answer, after its tokens were charged. The key is the one the key check put in the
-request's usage; an answer to no key, or to an unlimited one, gets none.
+request's usage; an answer to no key, or to an unlimited one, gets none, nor one given while the
+shared store cannot say where the key stands.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencode_openai.app.route_protocol import protocol_of
+from opencode_openai.core.errors import StoreUnavailable
 from opencode_openai.core.ratelimit import Limits
 from opencode_openai.core.usage import RequestUsage
 
@@ -30,12 +32,16 @@ class RateHeaders:
         async def send_with_limits(message: Message) -> None:
             usage: RequestUsage = scope["state"]["usage"]
             if message["type"] == "http.response.start" and usage.key and usage.key.limited:
-                quotas = await self.limits.standing(usage.key)
-                headers = protocol_of(scope["path"]).rate_headers(quotas)
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *((name.encode(), value.encode()) for name, value in headers.items()),
-                ]
+                try:
+                    quotas = await self.limits.standing(usage.key)
+                except StoreUnavailable:
+                    quotas = None  # the answer (often that very 503) goes without them
+                if quotas is not None:
+                    headers = protocol_of(scope["path"]).rate_headers(quotas)
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        *((name.encode(), value.encode()) for name, value in headers.items()),
+                    ]
             await send(message)
 
         await self.app(scope, receive, send_with_limits)

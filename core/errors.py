@@ -11,6 +11,7 @@
     ├── UnsupportedMediaType          415
     ├── RateLimited                   429 rate_limit_exceeded (the gateway at capacity)
     ├── KeyLimitReached               429 rate_limit_exceeded (a key's own limit)
+    ├── StoreUnavailable              503 store_unavailable (the shared store, Redis)
     └── BackendError                  502 upstream_error
         ├── BackendUnavailable        503 backend_unavailable
         │   └── Misconfigured         503 misconfigured (refused at start-up)
@@ -43,6 +44,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "SettingsError",
+    "StoreUnavailable",
     "UnsupportedMediaType",
     "UnsupportedParameter",
     "UpstreamFailed",
@@ -163,6 +165,17 @@ class KeyLimitReached(GatewayError):
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+
+
+class StoreUnavailable(GatewayError):
+    """The shared store (Redis) cannot be reached: retry soon."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class BackendError(GatewayError):

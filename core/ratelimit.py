@@ -6,10 +6,12 @@ edge gets twice the limit. Tokens are the prompt and completion tokens of finish
 charged when a turn ends: a request is admitted while the last 60 seconds' tokens are under the
 limit, so one admitted turn may take the key past it, and the next waits.
 
-`InProcessLimits` keeps the counts in this process (one gateway). `Limits` is the interface a
-shared store (Redis, for several replicas) would implement; its methods are async for that. In
-process they never await, so admitting is atomic on the event loop: however many requests come
-at once, no more than the limit get in.
+`InProcessLimits` keeps the counts in this process (one gateway); `store/redis.py`'s
+RedisLimits keeps them in Redis, shared by replicas. `Limits` is the interface of both; its
+methods are async for Redis. In process they never await, so admitting is atomic on the event
+loop: however many requests come at once, no more than the limit get in. Each admitted turn
+has a ticket, which its `finish` gives back: in Redis, a turn is counted as running by its
+ticket, so a replica that dies mid-turn leaves no slot taken for good.
 """
 
 from __future__ import annotations
@@ -47,16 +49,17 @@ class Quotas:
 
 
 class Limits(Protocol):
-    async def admit(self, key: ApiKey) -> None:
-        """Admit one turn of `key`, or raise KeyLimitReached."""
+    async def admit(self, key: ApiKey) -> str:
+        """Admit one turn of `key` (its ticket), or raise KeyLimitReached."""
         ...
 
     async def standing(self, key: ApiKey) -> Quotas:
         """Where `key` stands now, for its rate-limit headers."""
         ...
 
-    async def finish(self, key: ApiKey, tokens: int) -> None:
-        """The admitted turn ended, having used `tokens` (prompt and completion)."""
+    async def finish(self, key: ApiKey, ticket: str, tokens: int) -> None:
+        """The turn admitted with `ticket` ended, having used `tokens` (prompt and
+        completion)."""
         ...
 
 
@@ -107,9 +110,9 @@ class InProcessLimits:
         self._slide(key.name, now)
         return self._quotas(key, now)
 
-    async def admit(self, key: ApiKey) -> None:
+    async def admit(self, key: ApiKey) -> str:
         if not key.limited:
-            return
+            return ""
         now = self._clock()
         name = key.name
         self._slide(name, now)
@@ -131,8 +134,9 @@ class InProcessLimits:
         if rpm is not None:
             self._admitted[name].append(now)
         self._running[name] += 1
+        return ""  # the count is this process's: no turn needs telling apart
 
-    async def finish(self, key: ApiKey, tokens: int) -> None:
+    async def finish(self, key: ApiKey, ticket: str, tokens: int) -> None:
         if not key.limited:
             return
         self._running[key.name] -= 1

@@ -199,6 +199,16 @@ def _positive_s(value: float) -> str | None:
     return None if value > 0 else "must be a positive number"
 
 
+_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _store_url(value: Secret) -> str | None:
+    url = value.reveal()
+    if url == "sqlite" or (url.startswith(_STORE_SCHEMES) and len(url) > len("unix://")):
+        return None
+    return "must be sqlite or a Redis URL (redis://, rediss://, unix://)"
+
+
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -493,6 +503,30 @@ class GatewayConfig:
         check=_at_least(1),
         shown_default="1024",
     )
+    #: Where stored responses and the keys' limits live: this gateway's own (SQLite, in
+    #: process), or a Redis that every replica shares.
+    store: Secret = _setting(
+        Secret("sqlite"),
+        flags=("--store",),
+        env=("OPENCODE_OPENAI_STORE",),
+        help="where stored responses and the keys' rate-limit counts live: sqlite (this "
+        "gateway's own) or a Redis URL (redis://[:PASSWORD@]HOST:PORT/DB, rediss://, "
+        "unix://PATH) that replicas share",
+        metavar="sqlite|URL",
+        parse=Secret,
+        check=_store_url,
+        shown_default="sqlite",
+    )
+    store_prefix: str = _setting(
+        "opencode-openai",
+        flags=("--store-prefix",),
+        env=("OPENCODE_OPENAI_STORE_PREFIX",),
+        help="the prefix of the shared store's keys in Redis: replicas that share state "
+        "share it; another deployment on the same Redis takes another",
+        metavar="PREFIX",
+        check=lambda value: None if value and ":" not in value else "must be a word, no ':'",
+        shown_default="opencode-openai",
+    )
     log_level: str = _setting(
         "info",
         flags=("--log-level",),
@@ -534,6 +568,11 @@ class GatewayConfig:
             ),
             *self.keys,
         )
+
+    @property
+    def shared_store(self) -> bool:
+        """Whether the store is a Redis that several gateways may share."""
+        return self.store.reveal() != "sqlite"
 
     @property
     def mode(self) -> str:

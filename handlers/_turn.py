@@ -95,7 +95,7 @@ async def _limited(events: TurnEvents, key: ApiKey) -> TurnEvents:
     app/rate_headers.py's.)
     """
     limits: Limits = request.state.limits
-    await limits.admit(key)
+    ticket = await limits.admit(key)
     tokens = 0
     try:
         async for event in events:
@@ -104,7 +104,7 @@ async def _limited(events: TurnEvents, key: ApiKey) -> TurnEvents:
             yield event
     finally:
         await events.aclose()
-        await limits.finish(key, tokens)
+        await limits.finish(key, ticket, tokens)
 
 
 def _cancelling() -> bool:
