@@ -10,6 +10,7 @@ lines: nothing in the product is there for these tests.
 - affinity: a conversation header (Codex's `Session-Id`, Claude Code's
   `X-Claude-Code-Session-Id`) keeps every request of it on one replica; without one, requests
   spread;
+- a Responses chain whose turns land on three replicas continues exactly (the shared store);
 - SIGKILL of a replica with streams in flight ends only those (a cut stream, nginx's JSON 502
   for one waiting for its answer); every later request succeeds (nginx tries the next replica);
 - deploy/nginx/rolling-restart restarts each replica in turn under a steady load of streamed
@@ -42,31 +43,18 @@ from contract.transport import ValidatingTransport
 from tests.clients._support import MODEL, ROOT
 from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, free_port, fresh_state_dir, opencode_config
-from tests.support.nginx import Nginx, need, self_signed_certificate, substitute
+from tests.support.nginx import Nginx, need, self_signed_certificate
 from tests.support.redis_server import RedisServer, redis_server_binary
-from tests.support.replicas import Replica, ReplicaSet
+from tests.support.replicas import Replica, ReplicaSet, replicas_site
 
 pytestmark = pytest.mark.opencode
 
-SITE = ROOT / "deploy" / "nginx" / "replicas.conf"
 ROLLING_RESTART = ROOT / "deploy" / "nginx" / "rolling-restart"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 #: Short, so that a stream the rolling restart did not wait for would be cut.
 SHUTDOWN_GRACE_S = 2
 #: The fields of the site's log_format that say where a request went.
 LOG_LINE = re.compile(r" rid=(?P<rid>\S+) upstream=(?P<upstream>.*?) upstream_status=")
-
-
-def replicas_site(replicas: ReplicaSet, port: int, cert: Path, key: Path, log: Path) -> str:
-    """deploy/nginx/replicas.conf with only its ports and paths changed."""
-    site = SITE.read_text()
-    site = substitute(site, r"^(\s*listen) 443 ssl;", rf"\1 127.0.0.1:{port} ssl;")
-    site = substitute(site, r"^(\s*ssl_certificate)\s+\S+;", rf"\1 {cert};")
-    site = substitute(site, r"^(\s*ssl_certificate_key)\s+\S+;", rf"\1 {key};")
-    site = substitute(site, r"^(\s*access_log) /var/log/nginx/\S+", rf"\1 {log}")
-    for n, replica in enumerate(replicas, start=1):
-        site = substitute(site, rf"^(\s*server) 127\.0\.0\.1:404{n} ", rf"\1 {replica.address} ")
-    return site
 
 
 @dataclass
@@ -157,14 +145,15 @@ def cluster(
         api_key=API_KEY,
         extra_args=[
             *("--timeout", "30000", "--shutdown-grace", str(SHUTDOWN_GRACE_S)),
-            *("--recycle-rss-mb", "0"),
+            *("--recycle-rss-mb", "0", "--store", redis.url),
         ],
     )
     try:
         replicas.start()
         cert, key = self_signed_certificate(workdir)
         port, log = free_port(), workdir / "replicas.access.log"
-        site = replicas_site(replicas, port, cert, key, log)
+        addresses = [replica.address for replica in replicas]
+        site = replicas_site(addresses, port=port, cert=cert, key=key, access_log=log)
         nginx = Nginx(site, workdir, port=port, cert=cert).start()
         try:
             yield Cluster(replicas, nginx, log)
@@ -238,6 +227,58 @@ def sse_events(answer: httpx.Response) -> list[Any]:
     assert answer.status_code == 200, answer.text
     lines = [line[6:] for line in answer.text.splitlines() if line.startswith("data: ")]
     return [line if line == "[DONE]" else json.loads(line) for line in lines]
+
+
+def test_a_responses_chain_whose_turns_land_on_three_replicas_continues_exactly(
+    cluster: Cluster, fake_upstream: fu.FakeUpstream, marker: str
+) -> None:
+    fake_upstream.script(
+        marker, fu.text("first answer"), fu.text(["second ", "answer"]), fu.text("third answer")
+    )
+    first_key, second_key, third_key = cluster.keys().values()
+    with cluster.client() as http:
+        first = http.post(
+            "/v1/responses",
+            headers={"session-id": first_key},
+            json={"model": MODEL, "input": marker},
+        )
+        assert response_text(first) == "first answer"
+        second = http.post(
+            "/v1/responses",
+            headers={"session-id": second_key},
+            json={
+                "model": MODEL,
+                "input": "and then?",
+                "previous_response_id": first.json()["id"],
+                "stream": True,
+            },
+        )
+        events = sse_events(second)
+        [completed] = [e["response"] for e in events if e["type"] == "response.completed"]
+        assert completed["output"][0]["content"][0]["text"] == "second answer"
+        third = http.post(
+            "/v1/responses",
+            headers={"session-id": third_key},
+            json={"model": MODEL, "input": "and last?", "previous_response_id": completed["id"]},
+        )
+        assert response_text(third) == "third answer"
+        assert third.json()["previous_response_id"] == completed["id"]
+        served = [cluster.served_by(answer) for answer in (first, second, third)]
+    assert len({replica.index for replica in served}) == 3
+    # The third turn's replica rebuilt the whole conversation from what the other two stored.
+    *_, last = fake_upstream.chat_requests(marker)
+    assert last.body["messages"] == [
+        {"role": "user", "content": marker},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "and then?"},
+        {"role": "assistant", "content": "second answer"},
+        {"role": "user", "content": "and last?"},
+    ]
+    # Every replica, asked directly, has every turn.
+    for replica in cluster.replicas:
+        for turn_id in (first.json()["id"], completed["id"], third.json()["id"]):
+            stored = httpx.get(f"{replica.url}/v1/responses/{turn_id}", headers=AUTH, timeout=10)
+            assert stored.status_code == 200, (replica.index, stored.text)
 
 
 @dataclass

@@ -28,9 +28,28 @@ from typing import Any
 
 import httpx
 
-__all__ = ["Replica", "ReplicaSet", "process_gone"]
+__all__ = ["SITE", "Replica", "ReplicaSet", "process_gone", "replicas_site"]
 
 ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "deploy" / "nginx" / "replicas.conf"
+
+
+def replicas_site(
+    addresses: Sequence[str], *, port: int, cert: Path, key: Path, access_log: Path
+) -> str:
+    """deploy/nginx/replicas.conf with only its ports and paths changed: listening on
+    127.0.0.1:`port`, its three `server` lines naming `addresses`."""
+    from tests.support.nginx import substitute
+
+    site = SITE.read_text()
+    site = substitute(site, r"^(\s*listen) 443 ssl;", rf"\1 127.0.0.1:{port} ssl;")
+    site = substitute(site, r"^(\s*ssl_certificate)\s+\S+;", rf"\1 {cert};")
+    site = substitute(site, r"^(\s*ssl_certificate_key)\s+\S+;", rf"\1 {key};")
+    site = substitute(site, r"^(\s*access_log) /var/log/nginx/\S+", rf"\1 {access_log}")
+    assert len(addresses) == 3, "the site names three replicas"
+    for n, address in enumerate(addresses, start=1):
+        site = substitute(site, rf"^(\s*server) 127\.0\.0\.1:404{n} ", rf"\1 {address} ")
+    return site
 
 
 def process_gone(pid: int) -> bool:
