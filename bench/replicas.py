@@ -242,6 +242,12 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -378,15 +384,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rates: dict[str, list[float]] = {name: [] for name in arms}
             cpu: dict[str, list[float]] = {name: [] for name in arms}
             outcomes_of: dict[str, list[Outcome]] = {name: [] for name in arms}
+            others: list[float] = []  # % of a core the rest of the machine used
+
+            def ours() -> list[int]:
+                return [
+                    os.getpid(), upstream.pid, *nginx_side, *redis_pid,
+                    *(p for g in gateways for p in family(g.pid)),
+                ]  # fmt: skip
+
             for _ in range(args.slices):
                 for name, (target, processes) in arms.items():
-                    counter, pids = [0], processes()
-                    before = cpu_of(pids)
+                    counter, pids, everyone = [0], processes(), ours()
+                    before, mine, busy = cpu_of(pids), cpu_of(everyone), machine_busy()
                     request = functools.partial(target.mixed, counter)
                     outcomes, wall = await closed_loop(request, 20, args.per_slice, 60, 300)
                     ok = sum(1 for o in outcomes if o.kind == "ok")
                     rates[name].append(ok / wall)
                     cpu[name].append(1000 * (cpu_of(pids) - before) / max(1, ok))
+                    rest = (machine_busy() - busy) - (cpu_of(everyone) - mine)
+                    others.append(100 * max(0.0, rest) / wall)
                     outcomes_of[name] += outcomes
             result["c20"] = {
                 name: {
@@ -396,6 +412,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 for name in arms
             }
+            result["c20_other_processes_percent"] = round(statistics.median(others), 1)
 
             result["rss_mb"] = {
                 "single (gateway + OpenCode)": rss_mb(family(single.pid)),
@@ -471,6 +488,10 @@ def table(r: dict[str, Any]) -> str:
             f"  {name:10} {arm['requests_per_s']:>6} req/s  p50 {arm['latency_ms']['p50']:>7} ms"
             f"  CPU {arm['cpu_ms_per_request']:>5} ms/request  errors {arm['errors'] + arm['hung']}"
         )
+    lines.append(
+        f"  other processes on the machine meanwhile: {r['c20_other_processes_percent']}%"
+        " of a core (far above 0: the figures are inflated by contention)"
+    )
     lines.append("RSS (MB): " + ", ".join(f"{k} {v}" for k, v in r["rss_mb"].items()))
     errors = sum(v["errors"] + v["hung"] for v in c1.values())
     lines.append(f"errors at c=1: {errors}")
