@@ -18,7 +18,7 @@ lines: nothing in the product is there for these tests.
 
 The replicas, nginx and Redis start once for the module (about half a minute on 2 cores).
 Where nginx or redis-server is missing the tests skip, and fail in CI. Run them alone with
-`scripts/test tests/clients/test_replicas.py`.
+`scripts/test tests/deploy/test_replicas.py`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import httpx
 import pytest
 
 from contract.transport import ValidatingTransport
-from tests.clients._support import MODEL, ROOT
 from tests.support import fake_upstream as fu
 from tests.support.gateway import API_KEY, free_port, fresh_state_dir, opencode_config
 from tests.support.nginx import Nginx, need, self_signed_certificate
@@ -49,6 +48,8 @@ from tests.support.replicas import Replica, ReplicaSet, replicas_site
 
 pytestmark = pytest.mark.opencode
 
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "fake/fake-model"
 ROLLING_RESTART = ROOT / "deploy" / "nginx" / "rolling-restart"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 #: Short, so that a stream the rolling restart did not wait for would be cut.
