@@ -183,6 +183,7 @@ def test_deployment_page_shows_the_deploy_files_exactly() -> None:
     copies = [b for b in code_blocks(DOCS / "deployment.md") if b.kind == "file"]
     assert {b.name for b in copies} >= {
         "deploy/nginx/opencode-openai.conf",
+        "deploy/nginx/replicas.conf",
         "deploy/systemd/opencode-openai.service",
         "deploy/systemd/opencode-openai.env.example",
     }
