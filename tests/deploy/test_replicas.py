@@ -540,3 +540,29 @@ async def test_a_rolling_restart_under_load_loses_no_request(
     assert failures == [], f"{len(failures)} of {len(load.outcomes)} failed: {failures[:10]}"
     assert {o.kind for o in load.outcomes} == set(Load.KINDS)
     assert len(load.outcomes) >= 60, len(load.outcomes)
+
+
+def test_with_no_replica_up_nginx_answers_in_each_routes_protocol(tmp_path: Path) -> None:
+    """nginx's own 502 (every replica refused the connection) is JSON in the route's protocol:
+    OpenAI's `{"error": …}` on its routes, Anthropic's `{"type": "error", …}` on /v1/messages."""
+    cert, key = self_signed_certificate(tmp_path)
+    port = free_port()
+    nobody = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    site = replicas_site(nobody, port=port, cert=cert, key=key, access_log=tmp_path / "a.log")
+    nginx = Nginx(site, tmp_path, port=port, cert=cert).start()
+    try:
+        with httpx.Client(base_url=nginx.url, verify=str(cert), timeout=10) as http:
+            chat = http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+            messages = http.post("/v1/messages", json={"model": "m", "messages": []})
+    finally:
+        nginx.stop()
+    assert chat.status_code == 502 and chat.headers["content-type"] == "application/json"
+    assert chat.json()["error"]["code"] == "replica_failed"
+    assert messages.status_code == 502
+    assert messages.json() == {
+        "type": "error",
+        "error": {
+            "type": "api_error",
+            "message": "No gateway replica answered the request (nginx).",
+        },
+    }
