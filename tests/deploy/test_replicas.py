@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -514,11 +515,18 @@ async def test_a_rolling_restart_under_load_loses_no_request(
                     stream_chat(http, f"{marker} long {replica.index}", headers, long)
                 )
                 await asyncio.wait_for(long.started.wait(), 30)
+                # A session of its own: if the test gives up on it, the script and the restart
+                # it may be running go together, before the module's replicas are stopped.
                 proc = await asyncio.create_subprocess_exec(
-                    *command, replica.address, cwd=ROOT, env=env,
+                    *command, replica.address, cwd=ROOT, env=env, start_new_session=True,
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 )  # fmt: skip
-                out, _ = await asyncio.wait_for(proc.communicate(), 240)
+                try:
+                    out, _ = await asyncio.wait_for(proc.communicate(), 240)
+                finally:
+                    if proc.returncode is None:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        await proc.wait()
                 assert proc.returncode == 0, out.decode()
                 assert f"{replica.address}: back in nginx's upstream" in out.decode()
                 await asyncio.wait_for(streaming, 30)
