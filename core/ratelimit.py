@@ -25,7 +25,7 @@ from typing import Protocol
 from opencode_openai.core.errors import KeyLimitReached
 from opencode_openai.core.keys import ApiKey
 
-__all__ = ["WINDOW_S", "InProcessLimits", "Limits", "Quota", "Quotas"]
+__all__ = ["WINDOW_S", "InProcessLimits", "Limits", "Quota", "Quotas", "quotas_of", "refused"]
 
 WINDOW_S = 60.0
 
@@ -46,6 +46,42 @@ class Quotas:
 
     requests: Quota | None = None
     tokens: Quota | None = None
+
+
+def quotas_of(
+    key: ApiKey,
+    now: float,
+    *,
+    admitted: int,
+    last_admitted: float | None,
+    tokens: int,
+    last_charged: float | None,
+) -> Quotas:
+    """Where `key` stands, from its window's counts: the turns admitted and the tokens charged
+    in the last minute, and when the last of each was."""
+    requests = charged = None
+    if key.requests_per_minute is not None:
+        requests = Quota(
+            key.requests_per_minute,
+            max(0, key.requests_per_minute - admitted),
+            last_admitted + WINDOW_S - now if last_admitted is not None else 0.0,
+        )
+    if key.tokens_per_minute is not None:
+        charged = Quota(
+            key.tokens_per_minute,
+            max(0, key.tokens_per_minute - tokens),
+            last_charged + WINDOW_S - now if last_charged is not None else 0.0,
+        )
+    return Quotas(requests, charged)
+
+
+def refused(key: ApiKey, what: str, retry_after_s: float) -> KeyLimitReached:
+    """The 429 for a turn of `key` that `what` (a limit, in words) does not admit."""
+    return KeyLimitReached(
+        f"Rate limit reached for key {key.name!r}: at most {what}. "
+        f"Try again in {max(1.0, retry_after_s):.0f}s.",
+        retry_after_s=retry_after_s,
+    )
 
 
 class Limits(Protocol):
@@ -79,23 +115,6 @@ class InProcessLimits:
         while charged and charged[0][0] <= now - WINDOW_S:
             self._tokens[name] -= charged.popleft()[1]
 
-    def _quotas(self, key: ApiKey, now: float) -> Quotas:
-        admitted, charged = self._admitted[key.name], self._charged[key.name]
-        requests = tokens = None
-        if key.requests_per_minute is not None:
-            requests = Quota(
-                key.requests_per_minute,
-                max(0, key.requests_per_minute - len(admitted)),
-                admitted[-1] + WINDOW_S - now if admitted else 0.0,
-            )
-        if key.tokens_per_minute is not None:
-            tokens = Quota(
-                key.tokens_per_minute,
-                max(0, key.tokens_per_minute - self._tokens[key.name]),
-                charged[-1][0] + WINDOW_S - now if charged else 0.0,
-            )
-        return Quotas(requests, tokens)
-
     def _tokens_fit_after(self, key: ApiKey, limit: int, now: float) -> float:
         """Seconds until the window's tokens are under `limit` again."""
         total = self._tokens[key.name]
@@ -107,8 +126,17 @@ class InProcessLimits:
 
     async def standing(self, key: ApiKey) -> Quotas:
         now = self._clock()
-        self._slide(key.name, now)
-        return self._quotas(key, now)
+        name = key.name
+        self._slide(name, now)
+        admitted, charged = self._admitted[name], self._charged[name]
+        return quotas_of(
+            key,
+            now,
+            admitted=len(admitted),
+            last_admitted=admitted[-1] if admitted else None,
+            tokens=self._tokens[name],
+            last_charged=charged[-1][0] if charged else None,
+        )
 
     async def admit(self, key: ApiKey) -> str:
         if not key.limited:
@@ -125,12 +153,7 @@ class InProcessLimits:
         elif tpm is not None and self._tokens[name] >= tpm:
             refusal = (f"{tpm} tokens per minute", self._tokens_fit_after(key, tpm, now))
         if refusal is not None:
-            what, retry_after_s = refusal
-            raise KeyLimitReached(
-                f"Rate limit reached for key {name!r}: at most {what}. "
-                f"Try again in {max(1.0, retry_after_s):.0f}s.",
-                retry_after_s=retry_after_s,
-            )
+            raise refused(key, *refusal)
         if rpm is not None:
             self._admitted[name].append(now)
         self._running[name] += 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["ResponseStore", "StoredResponse"]
+__all__ = ["ResponseStore", "StoredResponse", "body_within", "from_body"]
+
+log = logging.getLogger("opencode_openai.store")
 
 
 @dataclass(frozen=True)
@@ -41,3 +45,40 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str, owner: str) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+def body_within(stored: StoredResponse, max_bytes: int) -> tuple[str, int] | None:
+    """What a store keeps of `stored` (its JSON, and that JSON's size in bytes), or None (and
+    a warning) when it is larger than the store's whole bound, so it is not kept."""
+    body = json.dumps(
+        {
+            "response": stored.response,
+            "input_items": stored.input_items,
+            "conversation": stored.conversation,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    size = len(body.encode())
+    if size > max_bytes:
+        log.warning(
+            "response %s not stored: %d bytes, more than the store's bound (%d bytes)",
+            stored.id,
+            size,
+            max_bytes,
+        )
+        return None
+    return body, size
+
+
+def from_body(response_id: str, created_at: float, body: str, owner: str) -> StoredResponse:
+    """The stored response of a body that `body_within` made."""
+    data = json.loads(body)
+    return StoredResponse(
+        response_id,
+        created_at,
+        data["response"],
+        data["input_items"],
+        data["conversation"],
+        owner,
+    )

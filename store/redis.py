@@ -23,8 +23,6 @@ a limited key cannot be admitted, rather than admitted past its limits.
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,14 +33,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from opencode_openai.core.errors import KeyLimitReached, StoreUnavailable
+from opencode_openai.core.errors import StoreUnavailable
 from opencode_openai.core.keys import ApiKey
-from opencode_openai.core.ratelimit import WINDOW_S, Quota, Quotas
-from opencode_openai.store.base import StoredResponse
+from opencode_openai.core.ratelimit import WINDOW_S, Quotas, quotas_of, refused
+from opencode_openai.store.base import StoredResponse, body_within, from_body
 
 __all__ = ["DEFAULT_PREFIX", "RedisLimits", "RedisResponseStore", "connect"]
 
-log = logging.getLogger("opencode_openai.store")
 
 T = TypeVar("T")
 
@@ -161,24 +158,10 @@ class RedisResponseStore:
         return f"{self._prefix}:resp:{response_id}"
 
     async def put(self, stored: StoredResponse) -> None:
-        body = json.dumps(
-            {
-                "response": stored.response,
-                "input_items": stored.input_items,
-                "conversation": stored.conversation,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        size = len(body.encode())
-        if size > self.max_bytes:
-            log.warning(
-                "response %s not stored: %d bytes, more than the store's bound (%d bytes)",
-                stored.id,
-                size,
-                self.max_bytes,
-            )
+        kept = body_within(stored, self.max_bytes)
+        if kept is None:
             return
+        body, size = kept
         now = self._clock()
         ttl_ms = int((stored.created_at + self.max_age_s - now) * 1000)
         if ttl_ms <= 0:
@@ -210,15 +193,7 @@ class RedisResponseStore:
         created_at = float(created)
         if created_at < self._clock() - self.max_age_s:
             return None
-        data = json.loads(body)
-        return StoredResponse(
-            response_id,
-            created_at,
-            data["response"],
-            data["input_items"],
-            data["conversation"],
-            stored_owner,
-        )
+        return from_body(response_id, created_at, body, stored_owner)
 
     async def delete(self, response_id: str, owner: str) -> bool:
         cutoff = repr(self._clock() - self.max_age_s)
@@ -341,12 +316,7 @@ class RedisLimits:
         ]
         answer = await _call(self._admit(keys=self._keys(key), args=args))
         if int(answer[0]) != 1:
-            what, retry_after_s = str(answer[1]), float(answer[2])
-            raise KeyLimitReached(
-                f"Rate limit reached for key {key.name!r}: at most {what}. "
-                f"Try again in {max(1.0, retry_after_s):.0f}s.",
-                retry_after_s=retry_after_s,
-            )
+            raise refused(key, str(answer[1]), float(answer[2]))
         return ticket
 
     async def standing(self, key: ApiKey) -> Quotas:
@@ -354,21 +324,15 @@ class RedisLimits:
         answer = await _call(
             self._standing(keys=self._keys(key), args=[repr(now), WINDOW_S, self._lease])
         )
-        admitted, last, tokens, last_charge = int(answer[0]), answer[1], int(answer[2]), answer[3]
-        requests = charged = None
-        if key.requests_per_minute is not None:
-            requests = Quota(
-                key.requests_per_minute,
-                max(0, key.requests_per_minute - admitted),
-                float(last) + WINDOW_S - now if last else 0.0,
-            )
-        if key.tokens_per_minute is not None:
-            charged = Quota(
-                key.tokens_per_minute,
-                max(0, key.tokens_per_minute - tokens),
-                float(last_charge) + WINDOW_S - now if last_charge else 0.0,
-            )
-        return Quotas(requests, charged)
+        admitted, last, tokens, last_charge = answer
+        return quotas_of(
+            key,
+            now,
+            admitted=int(admitted),
+            last_admitted=float(last) if last else None,
+            tokens=int(tokens),
+            last_charged=float(last_charge) if last_charge else None,
+        )
 
     async def finish(self, key: ApiKey, ticket: str, tokens: int) -> None:
         if not key.limited:

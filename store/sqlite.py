@@ -13,8 +13,6 @@ until they fit. A response larger than the whole bound is not kept (logged).
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,11 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from opencode_openai.store.base import StoredResponse
+from opencode_openai.store.base import StoredResponse, body_within, from_body
 
 __all__ = ["SQLiteResponseStore"]
 
-log = logging.getLogger("opencode_openai.store")
 
 T = TypeVar("T")
 
@@ -117,24 +114,10 @@ class SQLiteResponseStore:
     # -- the interface -------------------------------------------------------------------
 
     async def put(self, stored: StoredResponse) -> None:
-        body = json.dumps(
-            {
-                "response": stored.response,
-                "input_items": stored.input_items,
-                "conversation": stored.conversation,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        size = len(body.encode())
-        if size > self.max_bytes:
-            log.warning(
-                "response %s not stored: %d bytes, more than the store's bound (%d bytes)",
-                stored.id,
-                size,
-                self.max_bytes,
-            )
+        kept = body_within(stored, self.max_bytes)
+        if kept is None:
             return
+        body, size = kept
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
@@ -174,15 +157,7 @@ class SQLiteResponseStore:
         if found is None:
             return None
         created_at, body, stored_owner = found
-        data = json.loads(body)
-        return StoredResponse(
-            response_id,
-            created_at,
-            data["response"],
-            data["input_items"],
-            data["conversation"],
-            stored_owner,
-        )
+        return from_body(response_id, created_at, body, stored_owner)
 
     async def delete(self, response_id: str, owner: str) -> bool:
         def remove(db: sqlite3.Connection) -> bool:
