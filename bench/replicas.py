@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import random
 import secrets
@@ -74,7 +73,7 @@ from bench.procs import (  # noqa: E402
     free_port,
     write_opencode_config,
 )
-from bench.report import summary  # noqa: E402
+from bench.report import summary, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 STATE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opencode-openai-bench"
@@ -521,11 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(result)
     result["table"] = text
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"replicas-{stamp}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_result(RESULTS, 'replicas', result)}")
     return 0
 
 

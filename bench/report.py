@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .load import Outcome
@@ -88,3 +91,12 @@ def table(rows: list[Row | str]) -> str:
     out = [line(head), rule]
     out += [f"[{r}]" if isinstance(r, str) else line(r) for r in rows]
     return "\n".join(out)
+
+
+def write_result(directory: Path, name: str, result: dict[str, Any]) -> Path:
+    """A run's JSON, as `directory/NAME-<UTC timestamp>.json`; its path."""
+    directory.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = directory / f"{name}-{stamp}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return out

@@ -51,7 +51,7 @@ from bench.load import (  # noqa: E402
     make_client,
 )
 from bench.procs import Gateway, Meter, Upstream, write_opencode_config  # noqa: E402
-from bench.report import summary  # noqa: E402
+from bench.report import summary, write_result  # noqa: E402
 from bench.upstream import LONG_MARKER  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -260,11 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run(args, cache / "opencode-openai-bench" / "responses-gateway"))
     result["plan"] = vars(args)
     print(table(result))
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"responses-{stamp}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_result(RESULTS, 'responses', result)}")
     return 0
 
 
